@@ -1,0 +1,132 @@
+//! surge's HTTP API.
+//!
+//! [`router`] builds the whole axum application: routes ([`routes`]), the
+//! one JSON error shape ([`error`]), extractors whose rejections use it
+//! ([`extract`]), Prometheus metrics ([`metrics`]) and the middleware stack
+//! ([`middleware`]), composed in one place.
+//!
+//! # Example
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use surge_server::{AppState, ServerConfig, router};
+//! use surge_store::{Database, PoolConfig};
+//!
+//! let db = Database::connect("sqlite://surge.db", &PoolConfig::default()).await?;
+//! let app = router(AppState::new(db), &ServerConfig::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod error;
+pub mod extract;
+pub mod metrics;
+mod middleware;
+mod routes;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::{get, post};
+use surge_store::Database;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::middleware::{ApiToken, require_bearer, shed_load, stack};
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The database (users live there).
+    pub db: Database,
+    /// The server's metrics.
+    pub metrics: Arc<Metrics>,
+    /// When the server started (for uptime).
+    pub started: Instant,
+}
+
+impl AppState {
+    /// State over `db`, with fresh metrics.
+    pub fn new(db: Database) -> Self {
+        AppState {
+            db,
+            metrics: Arc::new(Metrics::new()),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// The knobs of the HTTP edge.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Bearer token required on the API; `None` leaves it open.
+    pub api_token: Option<String>,
+    /// Requests served at once before more are shed with 503.
+    pub max_in_flight: usize,
+    /// How long a request may take before it is answered 503 `timeout`.
+    pub request_timeout: Duration,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("api_token", &self.api_token.as_ref().map(|_| "***"))
+            .field("max_in_flight", &self.max_in_flight)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            api_token: None,
+            max_in_flight: 4096,
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// The whole application.
+///
+/// Route groups, from the inside out: the API (auth when a token is set) and
+/// the docs are shed under overload; `/health` and `/metrics` are never shed
+/// nor authenticated, so probes and scrapes still see an overloaded server.
+pub fn router(state: AppState, config: &ServerConfig) -> Router {
+    let mut api = Router::new()
+        .route("/api/data", get(routes::demo::data))
+        .route("/api/process", post(routes::demo::process))
+        .route(
+            "/users",
+            post(routes::users::create).get(routes::users::list),
+        )
+        .route(
+            "/users/{id}",
+            get(routes::users::get)
+                .patch(routes::users::update)
+                .delete(routes::users::delete),
+        );
+    if let Some(token) = config.api_token.as_deref() {
+        api = api.route_layer(axum::middleware::from_fn_with_state(
+            ApiToken(Arc::from(token)),
+            require_bearer,
+        ));
+    }
+    let docs = Router::from(
+        SwaggerUi::new("/docs").url("/openapi.json", routes::openapi::ApiDoc::openapi()),
+    );
+    let open = Router::new()
+        .route("/health", get(routes::health::health))
+        .route("/metrics", get(routes::metrics));
+    let app = shed_load(api.merge(docs), &state, config.max_in_flight)
+        .merge(open)
+        .fallback(|| async { ApiError::from_status(axum::http::StatusCode::NOT_FOUND) });
+    stack(app, &state, config).with_state(state)
+}

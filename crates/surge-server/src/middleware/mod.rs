@@ -1,0 +1,111 @@
+//! Cross-cutting HTTP concerns, composed in one place: [`stack`].
+
+mod auth;
+mod json_errors;
+mod track;
+
+use std::sync::Arc;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, header};
+use axum::response::IntoResponse;
+use axum::{BoxError, Router, middleware};
+use tokio::sync::Semaphore;
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use crate::error::ApiError;
+use crate::{AppState, ServerConfig};
+
+pub(crate) use auth::{ApiToken, require_bearer};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps `routes` in load shedding: at most `limit` requests run at once
+/// across all of them; one more gets 503 `overloaded` + `Retry-After`
+/// immediately instead of waiting in an unbounded queue.
+pub(crate) fn shed_load(
+    routes: Router<AppState>,
+    state: &AppState,
+    limit: usize,
+) -> Router<AppState> {
+    let semaphore = Arc::new(Semaphore::new(limit.max(1)));
+    let metrics = state.metrics.clone();
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(move |err: BoxError| {
+                let metrics = metrics.clone();
+                async move {
+                    if err.is::<tower::load_shed::error::Overloaded>() {
+                        metrics.record_shed();
+                        ApiError::overloaded()
+                    } else {
+                        tracing::error!(error = %err, "unexpected middleware error");
+                        ApiError::internal()
+                    }
+                }
+            }))
+            .load_shed()
+            .layer(GlobalConcurrencyLimitLayer::with_semaphore(semaphore)),
+    )
+}
+
+/// The middleware every route gets, outermost first:
+///
+/// 1. request id: reuse the client's `x-request-id` or make a UUID, echo it;
+/// 2. `authorization` marked sensitive, so no log ever shows the token;
+/// 3. tracing span per request (method, path, request id; debug-level events);
+/// 4. JSON errors: any error response without a JSON body gets the error shape;
+/// 5. metrics: counts, latency, in-flight — sees the final status;
+/// 6. panics become 500 `internal`;
+/// 7. compression (gzip, br) of responses the client accepts compressed;
+/// 8. per-request timeout: 503 `timeout` once it passes;
+/// 9. body limit: bodies over `max_body_bytes` are refused with 413.
+///
+/// Load shedding ([`shed_load`]) and auth ([`require_bearer`]) sit inside,
+/// on the routes they apply to.
+pub(crate) fn stack(
+    app: Router<AppState>,
+    state: &AppState,
+    config: &ServerConfig,
+) -> Router<AppState> {
+    let timeout = config.request_timeout;
+    app.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request<_>| {
+                        let id = req
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    })
+                    .on_response(DefaultOnResponse::new().latency_unit(tower_http::LatencyUnit::Micros)),
+            )
+            .layer(middleware::from_fn(json_errors::json_errors))
+            .layer(middleware::from_fn_with_state(state.clone(), track::track))
+            .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+            .layer(CompressionLayer::new())
+            .layer(HandleErrorLayer::new(move |err: BoxError| async move {
+                if err.is::<tower::timeout::error::Elapsed>() {
+                    ApiError::timeout(timeout)
+                } else {
+                    tracing::error!(error = %err, "unexpected middleware error");
+                    ApiError::internal()
+                }
+            }))
+            .timeout(timeout)
+            .layer(DefaultBodyLimit::max(config.max_body_bytes)),
+    )
+}

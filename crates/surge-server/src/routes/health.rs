@@ -1,0 +1,104 @@
+//! `GET /health`: liveness plus one check per component.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::ErrorObject;
+
+/// How long a component may take to answer its check.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The health report.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// `ok` when every component is up, else `unavailable`.
+    status: &'static str,
+    /// surge's version.
+    version: &'static str,
+    /// Seconds since the server started.
+    uptime_seconds: f64,
+    /// Requests completed since start.
+    requests_total: u64,
+    /// One entry per component (`database`).
+    checks: BTreeMap<&'static str, Check>,
+    /// Present when a component is down, naming it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorObject>,
+}
+
+/// One component's state.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Check {
+    /// `up` or `down`.
+    status: &'static str,
+    /// The backend behind the component (e.g. `sqlite`).
+    backend: &'static str,
+    /// How long the check took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<f64>,
+    /// Why it is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Status of the service and its components.
+#[utoipa::path(get, path = "/health", tag = "service",
+    responses(
+        (status = 200, description = "Every component is up", body = Health),
+        (status = 503, description = "A component is down; `error` names it", body = Health),
+    ))]
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
+    let started = Instant::now();
+    let db = match tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await {
+        Ok(Ok(())) => Ok(started.elapsed()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {}s", CHECK_TIMEOUT.as_secs())),
+    };
+    let backend = state.db.backend().as_str();
+    let (check, down) = match db {
+        Ok(latency) => (
+            Check {
+                status: "up",
+                backend,
+                latency_ms: Some(latency.as_secs_f64() * 1000.0),
+                error: None,
+            },
+            None,
+        ),
+        Err(e) => (
+            Check {
+                status: "down",
+                backend,
+                latency_ms: None,
+                error: Some(e.clone()),
+            },
+            Some(ErrorObject {
+                code: "unavailable",
+                message: format!("component down: database ({e})"),
+                details: Vec::new(),
+            }),
+        ),
+    };
+    let status = if down.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = Health {
+        status: if down.is_some() { "unavailable" } else { "ok" },
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: state.started.elapsed().as_secs_f64(),
+        requests_total: state.metrics.requests_served(),
+        checks: BTreeMap::from([("database", check)]),
+        error: down,
+    };
+    (status, Json(body)).into_response()
+}

@@ -1,0 +1,44 @@
+//! The `surge` binary: CLI, configuration, wiring, graceful shutdown.
+
+mod cli;
+mod config;
+mod logging;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("surge: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => match config::ServeSettings::resolve(args) {
+            Ok(settings) => runtime.block_on(serve::run(settings)),
+            Err(e) => {
+                // Bad configuration: say what and how to fix it; exit 2 like
+                // clap's own usage errors.
+                eprintln!("surge serve: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("surge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

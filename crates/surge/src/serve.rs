@@ -1,0 +1,117 @@
+//! `surge serve`: open the database, listen, serve, shut down gracefully.
+
+use std::io::Write;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use surge_server::{AppState, router};
+use surge_store::Database;
+use tokio::net::TcpListener;
+
+use crate::config::ServeSettings;
+use crate::logging;
+
+pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
+    logging::init(settings.log_format, settings.log_level.as_deref())?;
+    raise_fd_limit();
+
+    let db = Database::connect(&settings.database_url, &settings.pool)
+        .await
+        .context("cannot open the database")?;
+    let listener = TcpListener::bind(settings.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.bind))?;
+    let addr = listener.local_addr()?;
+    let app = router(AppState::new(db.clone()), &settings.server);
+
+    tracing::info!(
+        %addr,
+        backend = db.backend().as_str(),
+        pool_size = settings.pool.max_connections,
+        max_in_flight = settings.server.max_in_flight,
+        request_timeout_s = settings.server.request_timeout.as_secs_f64(),
+        "surge serve started"
+    );
+    if settings.server.api_token.is_none() {
+        if addr.ip().is_loopback() {
+            tracing::warn!(
+                "no API token configured: the API is open, so surge listens on loopback only"
+            );
+        } else {
+            tracing::warn!(%addr, "no API token configured and --allow-unauthenticated given: the API is open to anyone who can reach {addr}");
+        }
+    }
+    // The one line on stdout: scripts and tests read the address from it.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "surge listening on http://{addr}")?;
+    out.flush()?;
+    drop(out);
+
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel();
+    let server = axum::serve(
+        listener.tap_io(|tcp| {
+            // Small JSON answers: send them now rather than waiting on Nagle.
+            let _ = tcp.set_nodelay(true);
+        }),
+        app,
+    )
+    .with_graceful_shutdown(async move {
+        let signal = shutdown_signal().await;
+        tracing::info!(
+            signal,
+            grace_s = settings.shutdown_grace.as_secs_f64(),
+            "shutting down: no new connections, waiting for in-flight requests"
+        );
+        let _ = signalled_tx.send(());
+    });
+
+    let grace = settings.shutdown_grace;
+    tokio::select! {
+        served = server.into_future() => served.context("server error")?,
+        () = async {
+            if signalled_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(grace_s = grace.as_secs_f64(), "grace period over: dropping the requests still running");
+        }
+    }
+    db.close().await;
+    tracing::info!("surge serve stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM, naming which.
+async fn shutdown_signal() -> &'static str {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => "SIGINT",
+        () = term => "SIGTERM",
+    }
+}
+
+/// Lets the server hold as many connections as the hard limit allows (the
+/// soft limit is often 1024, far below what one process can serve).
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+}
