@@ -59,7 +59,13 @@ fn postgres_url() -> Option<String> {
                 !required.split(',').any(|b| b.trim() == "postgres"),
                 "SURGE_REQUIRE_BACKENDS names postgres but SURGE_TEST_POSTGRES_URL is unset"
             );
-            eprintln!("SKIP postgres: SURGE_TEST_POSTGRES_URL is unset");
+            // Straight to the stderr handle: libtest captures `eprintln!`
+            // of passing tests, and a skip must be visible.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP postgres: SURGE_TEST_POSTGRES_URL is unset"
+            );
             None
         }
     }
