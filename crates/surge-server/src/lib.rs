@@ -46,6 +46,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// When the server started (for uptime).
     pub started: Instant,
+    health: Arc<routes::health::HealthCache>,
 }
 
 impl AppState {
@@ -55,6 +56,7 @@ impl AppState {
             db,
             metrics: Arc::new(Metrics::new()),
             started: Instant::now(),
+            health: Arc::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `GET /health`: liveness plus one check per component.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -15,6 +16,48 @@ use crate::error::ErrorObject;
 
 /// How long a component may take to answer its check.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a check result is reused. Probes and load balancers may call
+/// `/health` thousands of times a second; the database is asked at most
+/// once per interval, so an outage shows within this time.
+pub(crate) const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The last database check, shared by concurrent `/health` calls.
+#[derive(Debug, Default)]
+pub(crate) struct HealthCache {
+    last: Mutex<Option<(Instant, DbCheck)>>,
+    /// Held by the one caller refreshing the check (single flight).
+    refresh: tokio::sync::Mutex<()>,
+}
+
+type DbCheck = Result<Duration, String>;
+
+impl HealthCache {
+    fn fresh(&self) -> Option<(Instant, DbCheck)> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.clone().filter(|(at, _)| at.elapsed() < CHECK_INTERVAL)
+    }
+
+    /// The database check, at most `CHECK_INTERVAL` old, and when it ran.
+    async fn database(&self, state: &AppState) -> (Instant, DbCheck) {
+        if let Some(hit) = self.fresh() {
+            return hit;
+        }
+        let _refreshing = self.refresh.lock().await;
+        if let Some(hit) = self.fresh() {
+            return hit; // another caller refreshed while we waited
+        }
+        let started = Instant::now();
+        let result = match tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await {
+            Ok(Ok(())) => Ok(started.elapsed()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {}s", CHECK_TIMEOUT.as_secs())),
+        };
+        let entry = (Instant::now(), result);
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(entry.clone());
+        entry
+    }
+}
 
 /// The health report.
 #[derive(Debug, Serialize, ToSchema)]
@@ -44,6 +87,8 @@ pub(crate) struct Check {
     /// How long the check took.
     #[serde(skip_serializing_if = "Option::is_none")]
     latency_ms: Option<f64>,
+    /// How long ago the check ran (results are reused for up to 0.5 s).
+    checked_ms_ago: f64,
     /// Why it is down.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -56,12 +101,8 @@ pub(crate) struct Check {
         (status = 503, description = "A component is down; `error` names it", body = Health),
     ))]
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    let started = Instant::now();
-    let db = match tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await {
-        Ok(Ok(())) => Ok(started.elapsed()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {}s", CHECK_TIMEOUT.as_secs())),
-    };
+    let (checked_at, db) = state.health.database(&state).await;
+    let checked_ms_ago = checked_at.elapsed().as_secs_f64() * 1000.0;
     let backend = state.db.backend().as_str();
     let (check, down) = match db {
         Ok(latency) => (
@@ -69,6 +110,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
                 status: "up",
                 backend,
                 latency_ms: Some(latency.as_secs_f64() * 1000.0),
+                checked_ms_ago,
                 error: None,
             },
             None,
@@ -78,6 +120,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
                 status: "down",
                 backend,
                 latency_ms: None,
+                checked_ms_ago,
                 error: Some(e.clone()),
             },
             Some(ErrorObject {
