@@ -1,8 +1,6 @@
 //! The safety net that keeps "every error is JSON" true.
 
-use axum::extract::Request;
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
@@ -11,8 +9,7 @@ use crate::error::ApiError;
 /// 405, a 413 from the body limit, a bare status from a layer) with the
 /// standard error shape, keeping the status and headers such as
 /// `Retry-After` and `Allow`.
-pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
+pub(crate) fn ensure_json(resp: Response) -> Response {
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) || is_json(&resp) {
         return resp;

@@ -61,12 +61,12 @@ pub(crate) fn shed_load(
 /// 1. request id: reuse the client's `x-request-id` or make a UUID, echo it;
 /// 2. `authorization` marked sensitive, so no log ever shows the token;
 /// 3. tracing span per request (method, path, request id; debug-level events);
-/// 4. JSON errors: any error response without a JSON body gets the error shape;
-/// 5. metrics: counts, latency, in-flight — sees the final status;
-/// 6. panics become 500 `internal`;
-/// 7. compression (gzip, br) of responses the client accepts compressed;
-/// 8. per-request timeout: 503 `timeout` once it passes;
-/// 9. body limit: bodies over `max_body_bytes` are refused with 413.
+/// 4. JSON errors (any error response without a JSON body gets the error
+///    shape), then metrics: counts, latency, in-flight — the final status;
+/// 5. panics become 500 `internal`;
+/// 6. compression (gzip, br) of responses the client accepts compressed;
+/// 7. per-request timeout: 503 `timeout` once it passes;
+/// 8. body limit: bodies over `max_body_bytes` are refused with 413.
 ///
 /// Load shedding ([`shed_load`]) and auth ([`require_bearer`]) sit inside,
 /// on the routes they apply to.
@@ -93,7 +93,6 @@ pub(crate) fn stack(
                     })
                     .on_response(DefaultOnResponse::new().latency_unit(tower_http::LatencyUnit::Micros)),
             )
-            .layer(middleware::from_fn(json_errors::json_errors))
             .layer(middleware::from_fn_with_state(state.clone(), track::track))
             .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
             .layer(CompressionLayer::new())
