@@ -1,14 +1,14 @@
 //! Cross-cutting HTTP concerns, composed in one place: [`stack`].
 
 mod auth;
+mod edge;
 mod json_errors;
-mod track;
 
 use std::sync::Arc;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request, header};
+use axum::http::{HeaderName, Request};
 use axum::response::IntoResponse;
 use axum::{BoxError, Router, middleware};
 use tokio::sync::Semaphore;
@@ -16,8 +16,6 @@ use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::error::ApiError;
@@ -58,15 +56,16 @@ pub(crate) fn shed_load(
 
 /// The middleware every route gets, outermost first:
 ///
-/// 1. request id: reuse the client's `x-request-id` or make a UUID, echo it;
-/// 2. `authorization` marked sensitive, so no log ever shows the token;
-/// 3. tracing span per request (method, path, request id; debug-level events);
-/// 4. JSON errors (any error response without a JSON body gets the error
-///    shape), then metrics: counts, latency, in-flight — the final status;
-/// 5. panics become 500 `internal`;
-/// 6. compression (gzip, br) of responses the client accepts compressed;
-/// 7. per-request timeout: 503 `timeout` once it passes;
-/// 8. body limit: bodies over `max_body_bytes` are refused with 413.
+/// 1. edge ([`edge::edge`]): request id (the client's `x-request-id` or a new
+///    UUID, echoed), JSON errors (any error response without a JSON body gets
+///    the error shape), metrics (counts, latency, in-flight; final status);
+/// 2. tracing span per request (method, path, request id; debug-level
+///    events). Headers are never recorded, so the bearer token cannot reach
+///    a log;
+/// 3. panics become 500 `internal`;
+/// 4. compression (gzip, br) of responses the client accepts compressed;
+/// 5. per-request timeout: 503 `timeout` once it passes;
+/// 6. body limit: bodies over `max_body_bytes` are refused with 413.
 ///
 /// Load shedding ([`shed_load`]) and auth ([`require_bearer`]) sit inside,
 /// on the routes they apply to.
@@ -78,9 +77,7 @@ pub(crate) fn stack(
     let timeout = config.request_timeout;
     app.layer(
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+            .layer(middleware::from_fn_with_state(state.clone(), edge::edge))
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(|req: &Request<_>| {
@@ -93,7 +90,6 @@ pub(crate) fn stack(
                     })
                     .on_response(DefaultOnResponse::new().latency_unit(tower_http::LatencyUnit::Micros)),
             )
-            .layer(middleware::from_fn_with_state(state.clone(), track::track))
             .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
             .layer(CompressionLayer::new())
             .layer(HandleErrorLayer::new(move |err: BoxError| async move {
