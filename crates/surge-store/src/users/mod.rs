@@ -1,6 +1,7 @@
 //! Users: the service's example resource, one trait and one module per backend.
 
 mod postgres;
+mod sql_store;
 mod sqlite;
 
 use std::future::Future;
