@@ -18,9 +18,8 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let db = Database::connect(&settings.database_url, &settings.pool)
         .await
         .context("cannot open the database")?;
-    let listener = TcpListener::bind(settings.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.bind))?;
+    let listener =
+        listen(settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
     let app = router(AppState::new(db.clone()), &settings.server);
 
@@ -81,6 +80,21 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     db.close().await;
     tracing::info!("surge serve stopped");
     Ok(())
+}
+
+/// Binds with a deep accept backlog: thousands of clients connecting at
+/// once (a load test, a reconnect storm) would otherwise overflow tokio's
+/// default of 1024 and wait out SYN retransmits (1 s, 3 s, …). The kernel
+/// caps it at `net.core.somaxconn`.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8192)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM, naming which.
