@@ -11,11 +11,6 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
-// mimalloc: faster small allocations than glibc's under many threads, and
-// less fragmentation, so RSS per open connection stays low.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
