@@ -52,7 +52,7 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             // Small JSON answers: send them now rather than waiting on Nagle.
             let _ = tcp.set_nodelay(true);
         }),
-        app,
+        app.into_make_service(),
     )
     .with_graceful_shutdown(async move {
         let signal = shutdown_signal().await;
