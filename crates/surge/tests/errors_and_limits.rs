@@ -755,3 +755,80 @@ async fn log_level_warn_drops_info_lines() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn responses_are_compressed_only_for_clients_that_accept_it() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let plain = server
+        .request(Method::GET, "/openapi.json")
+        .send()
+        .await
+        .expect("plain request");
+    assert_eq!(plain.status(), 200);
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.expect("plain body");
+    serde_json::from_slice::<serde_json::Value>(&plain).expect("uncompressed body is JSON");
+
+    let gz = server
+        .request(Method::GET, "/openapi.json")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("gzip request");
+    assert_eq!(gz.status(), 200);
+    assert_eq!(
+        gz.headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip")
+    );
+    let gz = gz.bytes().await.expect("gzip body");
+    assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzip magic number");
+    assert!(
+        gz.len() < plain.len(),
+        "compressed {} bytes, plain {} bytes",
+        gz.len(),
+        plain.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_token_never_reaches_the_logs_even_at_trace_level() {
+    const TOKEN: &str = "tok-5e1f-never-logged";
+    let mut server = Server::start(
+        Backend::Sqlite,
+        &["--api-token", TOKEN, "--log-level", "trace"],
+    )
+    .await;
+    let authed = server
+        .request(Method::GET, "/users")
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("authorised request");
+    assert_eq!(authed.status(), 200);
+    let denied = server
+        .request(Method::GET, "/users")
+        .bearer_auth(format!("{TOKEN}-wrong"))
+        .send()
+        .await
+        .expect("denied request");
+    assert_eq!(denied.status(), 401);
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = server
+        .wait_exit(Duration::from_secs(60))
+        .await
+        .expect("server exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains("request"),
+        "trace level logs the requests, so this test looks at real log lines"
+    );
+    assert!(
+        !stderr.contains(TOKEN),
+        "the token appears in the logs:\n{}",
+        common::tail(&stderr, 4000)
+    );
+}
