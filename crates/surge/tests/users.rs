@@ -54,6 +54,16 @@ fn id_of(user: &Value) -> i64 {
         .unwrap_or_else(|| panic!("user id must be an integer: {user}"))
 }
 
+/// The ids of a listing's `items`, in order.
+fn item_ids(body: &serde_json::Value) -> Vec<i64> {
+    body["items"]
+        .as_array()
+        .expect("items is an array")
+        .iter()
+        .map(id_of)
+        .collect()
+}
+
 #[track_caller]
 fn assert_user_shape(user: &Value) {
     assert!(id_of(user) > 0, "{user}");
@@ -343,12 +353,7 @@ async fn list_users_orders_by_id_and_paginates_with_total(b: Backend) {
     assert_eq!(body["total"], 5, "{body}");
     assert_eq!(body["limit"], 20, "{body}");
     assert_eq!(body["offset"], 0, "{body}");
-    let got: Vec<i64> = body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(id_of)
-        .collect();
+    let got: Vec<i64> = item_ids(&body);
     assert_eq!(got, ids, "items must be ordered by id");
     for item in body["items"].as_array().unwrap() {
         assert_user_shape(item);
@@ -361,21 +366,11 @@ async fn list_users_orders_by_id_and_paginates_with_total(b: Backend) {
     );
     assert_eq!(body["limit"], 2, "{body}");
     assert_eq!(body["offset"], 1, "{body}");
-    let got: Vec<i64> = body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(id_of)
-        .collect();
+    let got: Vec<i64> = item_ids(&body);
     assert_eq!(got, ids[1..3].to_vec());
 
     let body = server.get("/users?limit=100&offset=4").await.json();
-    let got: Vec<i64> = body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(id_of)
-        .collect();
+    let got: Vec<i64> = item_ids(&body);
     assert_eq!(got, ids[4..].to_vec());
 
     let body = server.get("/users?offset=50").await.json();
@@ -395,12 +390,7 @@ async fn list_users_filters_by_name_substring_case_insensitively(b: Backend) {
     let malik = create_named(&server, "MALIK", "malik@example.com").await;
 
     let body = server.get("/users?name=ali").await.json();
-    let got: Vec<i64> = body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(id_of)
-        .collect();
+    let got: Vec<i64> = item_ids(&body);
     assert_eq!(
         got,
         vec![id_of(&alice), id_of(&alicia), id_of(&malik)],
@@ -409,12 +399,7 @@ async fn list_users_filters_by_name_substring_case_insensitively(b: Backend) {
     assert_eq!(body["total"], 3, "{body}");
 
     let body = server.get("/users?name=ALI&limit=1&offset=1").await.json();
-    let got: Vec<i64> = body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(id_of)
-        .collect();
+    let got: Vec<i64> = item_ids(&body);
     assert_eq!(got, vec![id_of(&alicia)], "{body}");
     assert_eq!(body["total"], 3, "{body}");
 
@@ -429,12 +414,7 @@ async fn list_users_filters_by_exact_email_case_insensitively(b: Backend) {
     create_named(&server, "Alicia", "alice@example.com.au").await;
 
     let body = server.get("/users?email=ALICE@Example.com").await.json();
-    let got: Vec<i64> = body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(id_of)
-        .collect();
+    let got: Vec<i64> = item_ids(&body);
     assert_eq!(got, vec![id_of(&alice)], "{body}");
     assert_eq!(body["total"], 1, "{body}");
 
