@@ -832,3 +832,41 @@ async fn the_api_token_never_reaches_the_logs_even_at_trace_level() {
         common::tail(&stderr, 4000)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_error_is_logged_with_its_request_id_at_the_default_level() {
+    let mut server = Server::start(
+        Backend::Sqlite,
+        &["--log-format", "json", "--request-timeout", "0.3"],
+    )
+    .await;
+    let resp = server
+        .send(
+            server
+                .request(Method::GET, "/api/data?delay_ms=3000")
+                .header("x-request-id", "trace-me-5xx"),
+        )
+        .await;
+    resp.expect_status(503);
+    assert_eq!(resp.header("x-request-id"), Some("trace-me-5xx"));
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = server
+        .wait_exit(Duration::from_secs(60))
+        .await
+        .expect("server exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines = json_log_lines(&server.stderr());
+    let failed: Vec<_> = lines
+        .iter()
+        .filter(|l| l["request_id"] == "trace-me-5xx")
+        .collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "one log line for the failed request: {lines:?}"
+    );
+    assert_eq!(failed[0]["level"], "WARN");
+    assert_eq!(failed[0]["status"], 503);
+    assert_eq!(failed[0]["route"], "/api/data");
+}

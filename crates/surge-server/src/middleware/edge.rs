@@ -21,6 +21,9 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 /// 3. Records the request in [`crate::metrics::Metrics`] under its route
 ///    template (`/users/{id}`, never the raw path, so label sets stay
 ///    bounded).
+/// 4. Logs every 5xx at WARN with its request id, method and route (the
+///    per-request span is DEBUG, so this is what ties an error to a request
+///    at the default level).
 pub(crate) async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let id = match req.headers().get(&REQUEST_ID) {
         Some(v) if v.len() <= MAX_REQUEST_ID_LEN && v.to_str().is_ok() => v.clone(),
@@ -36,10 +39,12 @@ pub(crate) async fn edge(State(state): State<AppState>, mut req: Request, next: 
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
     let guard = state.metrics.start(req.method().as_str(), route);
+    let method = req.method().clone();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
 
     let mut resp = ensure_json(next.run(req).await);
 
-    resp.headers_mut().insert(REQUEST_ID, id);
+    resp.headers_mut().insert(REQUEST_ID, id.clone());
     let status = resp.status();
     let category = resp
         .extensions()
@@ -55,5 +60,14 @@ pub(crate) async fn edge(State(state): State<AppState>, mut req: Request, next: 
             }
         });
     guard.finish(status.as_u16(), category);
+    if status.is_server_error() {
+        tracing::warn!(
+            request_id = id.to_str().unwrap_or_default(),
+            %method,
+            route = matched.as_ref().map_or("unmatched", MatchedPath::as_str),
+            status = status.as_u16(),
+            "request failed"
+        );
+    }
     resp
 }
