@@ -363,14 +363,7 @@ async fn api_token_from_surge_api_token_env_var_takes_effect() {
         401,
         "unauthorized",
     );
-    assert_error(
-        &get_with_token(&server, "/users", Some("other")).await,
-        401,
-        "unauthorized",
-    );
-    get_with_token(&server, "/users", Some("env-token"))
-        .await
-        .expect_status(200);
+    assert_token_refused_then_accepted(&server, "other", "env-token").await;
 }
 
 // ---------------------------------------------------------------------------
@@ -544,18 +537,23 @@ async fn config_file_sets_max_in_flight_and_api_token() {
     assert_some_shed_and_some_served(&resps);
 }
 
+/// `/users` answers 401 `unauthorized` with `refused` and 200 with `accepted`.
+async fn assert_token_refused_then_accepted(server: &Server, refused: &str, accepted: &str) {
+    assert_error(
+        &get_with_token(server, "/users", Some(refused)).await,
+        401,
+        "unauthorized",
+    );
+    get_with_token(server, "/users", Some(accepted))
+        .await
+        .expect_status(200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_token_flag_overrides_config_file() {
     let file = TempFile::new("surge.toml", "api_token = \"file-token\"\n");
     let server = sqlite_server(&["--config", file.path_str(), "--api-token", "flag-token"]).await;
-    assert_error(
-        &get_with_token(&server, "/users", Some("file-token")).await,
-        401,
-        "unauthorized",
-    );
-    get_with_token(&server, "/users", Some("flag-token"))
-        .await
-        .expect_status(200);
+    assert_token_refused_then_accepted(&server, "file-token", "flag-token").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -566,14 +564,7 @@ async fn env_overrides_config_file_and_flag_overrides_env() {
         .env("SURGE_API_TOKEN", "env-token")
         .start()
         .await;
-    assert_error(
-        &get_with_token(&server, "/users", Some("file-token")).await,
-        401,
-        "unauthorized",
-    );
-    get_with_token(&server, "/users", Some("env-token"))
-        .await
-        .expect_status(200);
+    assert_token_refused_then_accepted(&server, "file-token", "env-token").await;
     drop(server);
 
     let server = ServerBuilder::new(Backend::Sqlite)
@@ -581,14 +572,7 @@ async fn env_overrides_config_file_and_flag_overrides_env() {
         .env("SURGE_API_TOKEN", "env-token")
         .start()
         .await;
-    assert_error(
-        &get_with_token(&server, "/users", Some("env-token")).await,
-        401,
-        "unauthorized",
-    );
-    get_with_token(&server, "/users", Some("flag-token"))
-        .await
-        .expect_status(200);
+    assert_token_refused_then_accepted(&server, "env-token", "flag-token").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -684,6 +668,18 @@ async fn surge_env_vars_set_timeout_body_limit_and_allow_unauthenticated() {
 // Process output: stdout has the listening line only, logs go to stderr
 // ---------------------------------------------------------------------------
 
+/// Stops the server with SIGTERM, asserts it exits 0, and lets the reader
+/// threads drain its pipes so `stderr()` is complete.
+async fn stop_gracefully(server: &mut Server) {
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = server
+        .wait_exit(Duration::from_secs(60))
+        .await
+        .expect("server exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
 /// Make a few requests, stop the server with SIGTERM and return it exited.
 async fn exercise_and_stop(mut server: Server) -> Server {
     server.get("/health").await.expect_status(200);
@@ -695,14 +691,7 @@ async fn exercise_and_stop(mut server: Server) -> Server {
         )
         .await
         .expect_status(201);
-    server.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = server
-        .wait_exit(Duration::from_secs(60))
-        .await
-        .expect("server exits after SIGTERM");
-    assert!(status.success(), "{status:?}");
-    // Let the reader threads drain the pipes.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_gracefully(&mut server).await;
     server
 }
 
@@ -814,13 +803,7 @@ async fn the_api_token_never_reaches_the_logs_even_at_trace_level() {
         .await
         .expect("denied request");
     assert_eq!(denied.status(), 401);
-    server.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = server
-        .wait_exit(Duration::from_secs(60))
-        .await
-        .expect("server exits after SIGTERM");
-    assert!(status.success(), "{status:?}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_gracefully(&mut server).await;
     let stderr = server.stderr();
     assert!(
         stderr.contains("request"),
@@ -849,13 +832,7 @@ async fn a_server_error_is_logged_with_its_request_id_at_the_default_level() {
         .await;
     resp.expect_status(503);
     assert_eq!(resp.header("x-request-id"), Some("trace-me-5xx"));
-    server.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = server
-        .wait_exit(Duration::from_secs(60))
-        .await
-        .expect("server exits after SIGTERM");
-    assert!(status.success(), "{status:?}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_gracefully(&mut server).await;
     let lines = json_log_lines(&server.stderr());
     let failed: Vec<_> = lines
         .iter()
