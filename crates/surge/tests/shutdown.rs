@@ -22,16 +22,7 @@ async fn sigterm_lets_in_flight_request_finish_and_exits_zero(b: Backend) {
     let baseline = in_flight_gauge(&server).await;
     server.get("/health").await.expect_status(200);
 
-    let in_flight = server
-        .client
-        .get(server.url("/api/data?delay_ms=2000"))
-        .send();
-    let in_flight = tokio::spawn(async move {
-        match in_flight.await {
-            Ok(r) => Ok(Resp::read(r).await),
-            Err(e) => Err(e.to_string()),
-        }
-    });
+    let in_flight = spawn_request(&server, "/api/data?delay_ms=2000");
     tokio::time::sleep(Duration::from_millis(300)).await;
     wait_for_in_flight(&server, baseline + 1.0).await;
     assert!(
@@ -83,16 +74,7 @@ async fn sigint_on_idle_server_exits_zero(b: Backend) {
 async fn sigterm_stops_accepting_new_connections_while_draining() {
     let mut server = Server::start(Backend::Sqlite, &[]).await;
     let baseline = in_flight_gauge(&server).await;
-    let in_flight = server
-        .client
-        .get(server.url("/api/data?delay_ms=8000"))
-        .send();
-    let in_flight = tokio::spawn(async move {
-        match in_flight.await {
-            Ok(r) => Ok(Resp::read(r).await),
-            Err(e) => Err(e.to_string()),
-        }
-    });
+    let in_flight = spawn_request(&server, "/api/data?delay_ms=8000");
     tokio::time::sleep(Duration::from_millis(300)).await;
     wait_for_in_flight(&server, baseline + 1.0).await;
     server.signal(Signal::SIGTERM);
@@ -150,4 +132,16 @@ async fn shutdown_grace_expiry_abandons_slower_requests() {
         outcome != Ok(200),
         "the 10 s request completed although the grace period was 1 s"
     );
+}
+
+/// Sends `GET path` in a task of its own; the task ends with the response or
+/// the client's error.
+fn spawn_request(server: &Server, path: &str) -> tokio::task::JoinHandle<Result<Resp, String>> {
+    let request = server.client.get(server.url(path)).send();
+    tokio::spawn(async move {
+        match request.await {
+            Ok(r) => Ok(Resp::read(r).await),
+            Err(e) => Err(e.to_string()),
+        }
+    })
 }
