@@ -98,6 +98,22 @@ struct Fields {
 }
 
 impl Fields {
+    /// Reads a field that must be present.
+    fn required<T>(
+        &mut self,
+        body: &Map<String, Value>,
+        field: &'static str,
+        read: impl FnOnce(&mut Self, &Value) -> Option<T>,
+    ) -> Option<T> {
+        match body.get(field) {
+            Some(v) => read(self, v),
+            None => {
+                self.errors.push(FieldError::new(field, "is required"));
+                None
+            }
+        }
+    }
+
     fn check_unknown(&mut self, body: &Map<String, Value>) {
         for key in body.keys() {
             if !matches!(key.as_str(), "name" | "email" | "age") {
@@ -214,29 +230,14 @@ pub(crate) async fn create(
 ) -> ApiResult<Response> {
     let mut f = Fields { errors: Vec::new() };
     f.check_unknown(&body);
-    let name = match body.get("name") {
-        Some(v) => f.name(v),
-        None => {
-            f.errors.push(FieldError::new("name", "is required"));
-            None
-        }
-    };
-    let email = match body.get("email") {
-        Some(v) => f.email(v),
-        None => {
-            f.errors.push(FieldError::new("email", "is required"));
-            None
-        }
-    };
-    let age = body.get("age").map(|v| f.age(v));
-    f.finish()?;
-    let (Some(name), Some(email)) = (name, email) else {
-        return Err(ApiError::internal()); // unreachable: errors were recorded
-    };
-    let new = NewUser {
-        name,
-        email,
-        age: age.flatten().flatten(),
+    let name = f.required(&body, "name", Fields::name);
+    let email = f.required(&body, "email", Fields::email);
+    let age = body.get("age").and_then(|v| f.age(v)).flatten();
+    // A missing or bad name / email recorded an error, so the first arm
+    // holds exactly when the input is valid.
+    let new = match (name, email, f.errors.is_empty()) {
+        (Some(name), Some(email), true) => NewUser { name, email, age },
+        _ => return Err(ApiError::validation(f.errors)),
     };
     let user = state.db.users().create(new).await?;
     let location = format!("/users/{}", user.id);
