@@ -1,5 +1,6 @@
 //! Prometheus metrics of the HTTP edge and the database pool.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -129,10 +130,10 @@ impl Metrics {
 
     /// Marks a request as started; the returned guard records it when the
     /// response is known (or as cancelled, status 499, if dropped first).
-    pub(crate) fn start(&self, method: &str, route: &str) -> InFlight<'_> {
+    pub(crate) fn start(self: &Arc<Self>, method: &str, route: &str) -> InFlight {
         self.in_flight.inc();
         InFlight {
-            metrics: self,
+            metrics: Arc::clone(self),
             method: method.to_owned(),
             route: route.to_owned(),
             started: Instant::now(),
@@ -166,24 +167,24 @@ impl Metrics {
 }
 
 /// A request being served; records itself when dropped.
-pub(crate) struct InFlight<'a> {
-    metrics: &'a Metrics,
+pub(crate) struct InFlight {
+    metrics: Arc<Metrics>,
     method: String,
     route: String,
     started: Instant,
     status: Option<(u16, Option<ErrorCategory>)>,
 }
 
-impl InFlight<'_> {
+impl InFlight {
     /// The response status and, for errors, their category.
     pub(crate) fn finish(mut self, status: u16, category: Option<ErrorCategory>) {
         self.status = Some((status, category));
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        let m = self.metrics;
+        let m = &*self.metrics;
         m.in_flight.dec();
         // 499: the client went away before the response (nginx's convention).
         let (status, category) = self.status.unwrap_or((499, None));
@@ -213,7 +214,7 @@ mod tests {
 
     #[test]
     fn records_requests_errors_and_in_flight() {
-        let m = Metrics::new();
+        let m = Arc::new(Metrics::new());
         let a = m.start("GET", "/users/{id}");
         let b = m.start("GET", "/health");
         assert!(m.render(None).contains("surge_http_requests_in_flight 2"));

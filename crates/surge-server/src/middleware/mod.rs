@@ -10,7 +10,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::response::IntoResponse;
-use axum::{BoxError, Router, middleware};
+use axum::{BoxError, Router};
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -56,7 +56,7 @@ pub(crate) fn shed_load(
 
 /// The middleware every route gets, outermost first:
 ///
-/// 1. edge ([`edge::edge`]): request id (the client's `x-request-id` or a new
+/// 1. edge ([`edge::Edge`]): request id (the client's `x-request-id` or a new
 ///    UUID, echoed), JSON errors (any error response without a JSON body gets
 ///    the error shape), metrics (counts, latency, in-flight; final status),
 ///    and a WARN line for every 5xx with its request id;
@@ -78,7 +78,7 @@ pub(crate) fn stack(
     let timeout = config.request_timeout;
     app.layer(
         ServiceBuilder::new()
-            .layer(middleware::from_fn_with_state(state.clone(), edge::edge))
+            .layer(edge::EdgeLayer::new(state.metrics.clone()))
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(|req: &Request<_>| {
