@@ -349,10 +349,9 @@ fn resolve(base: &reqwest::Url, reference: &str) -> reqwest::Url {
         .unwrap_or_else(|e| panic!("cannot resolve {reference:?} against {base}: {e}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn docs_serves_swagger_ui_with_only_local_assets() {
-    let server = Server::start(Backend::Sqlite, &[]).await;
-    // /docs may redirect to /docs/ — follow it.
+/// `GET /docs`, following its redirect to `/docs/`: the page's final URL
+/// (to resolve its relative assets against) and the response.
+async fn docs_page(server: &Server) -> (reqwest::Url, Resp) {
     let resp = server
         .client
         .get(server.url("/docs"))
@@ -360,7 +359,13 @@ async fn docs_serves_swagger_ui_with_only_local_assets() {
         .await
         .expect("GET /docs");
     let page_url = resp.url().clone();
-    let resp = Resp::read(resp).await;
+    (page_url, Resp::read(resp).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn docs_serves_swagger_ui_with_only_local_assets() {
+    let server = Server::start(Backend::Sqlite, &[]).await;
+    let (page_url, resp) = docs_page(&server).await;
     resp.expect_status(200);
     let ct = resp.header("content-type").unwrap_or("").to_string();
     assert!(
@@ -429,14 +434,8 @@ async fn docs_initializer_points_at_local_openapi_json() {
     // The Swagger UI page, once its scripts run, loads the spec: whatever
     // URL the page (or its initializer script) names must be local.
     let server = Server::start(Backend::Sqlite, &[]).await;
-    let resp = server
-        .client
-        .get(server.url("/docs"))
-        .send()
-        .await
-        .expect("GET /docs");
-    let page_url = resp.url().clone();
-    let html = Resp::read(resp).await.text;
+    let (page_url, resp) = docs_page(&server).await;
+    let html = resp.text;
     let mut texts = vec![html.clone()];
     for (tag, _, value) in asset_refs(&html) {
         if tag == "script" && value.contains("initializer") {
