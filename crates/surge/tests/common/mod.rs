@@ -405,14 +405,21 @@ impl ServerBuilder {
         (db, cmd)
     }
 
-    /// Start the server and wait for its listening line.
-    pub(crate) async fn start(mut self) -> Server {
+    /// Spawns the server: its database, command line (for messages), process
+    /// and captured stderr.
+    async fn spawn(&mut self) -> (TestDb, String, Child, Arc<Mutex<String>>) {
         let (db, mut cmd) = self.prepare().await;
         let cmd_line = format!("{cmd:?}");
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {cmd_line}: {e}"));
         let stderr = capture(child.stderr.take().expect("stderr piped"));
+        (db, cmd_line, child, stderr)
+    }
+
+    /// Start the server and wait for its listening line.
+    pub(crate) async fn start(mut self) -> Server {
+        let (db, cmd_line, mut child, stderr) = self.spawn().await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let stdout = child.stdout.take().expect("stdout piped");
         // Every stdout line after the listening line is kept, so tests can
@@ -490,12 +497,7 @@ impl ServerBuilder {
     /// Start the server expecting it to refuse to start: returns its exit
     /// status and stderr. Panics if it prints its listening line.
     pub(crate) async fn start_expecting_exit(mut self) -> (ExitStatus, String) {
-        let (db, mut cmd) = self.prepare().await;
-        let cmd_line = format!("{cmd:?}");
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {cmd_line}: {e}"));
-        let stderr = capture(child.stderr.take().expect("stderr piped"));
+        let (db, cmd_line, mut child, stderr) = self.spawn().await;
         let stdout = capture(child.stdout.take().expect("stdout piped"));
         let deadline = Instant::now() + STARTUP_DEADLINE;
         let status = loop {
