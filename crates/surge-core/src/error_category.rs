@@ -1,6 +1,6 @@
 //! One error taxonomy for all of surge (see `DESIGN.md`, "Errors").
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The category a failure falls into, wherever it happened.
 ///
@@ -14,7 +14,7 @@ use serde::Serialize;
 /// assert!(!ErrorCategory::Validation.retry_may_help());
 /// assert_eq!(ErrorCategory::HttpStatus.as_str(), "http_status");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCategory {

@@ -128,7 +128,11 @@ impl Database {
                 .test_before_acquire(false)
                 .connect_with(options)
                 .await?;
-            sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+            let mut migrator = sqlx::migrate!("migrations/sqlite");
+            // The task queue keeps its own migrations (versions 1000+) in the
+            // same database; each migrator ignores the other's.
+            migrator.set_ignore_missing(true);
+            migrator.run(&pool).await?;
             Pool::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)
@@ -142,7 +146,11 @@ impl Database {
                 .test_before_acquire(false)
                 .connect_with(options)
                 .await?;
-            sqlx::migrate!("migrations/postgres").run(&pool).await?;
+            let mut migrator = sqlx::migrate!("migrations/postgres");
+            // The task queue keeps its own migrations (versions 1000+) in the
+            // same database; each migrator ignores the other's.
+            migrator.set_ignore_missing(true);
+            migrator.run(&pool).await?;
             Pool::Postgres(pool)
         } else {
             return Err(StoreError::InvalidUrl(format!(

@@ -1,0 +1,1 @@
+//! The redis broker (being written; see the module docs of `crate::broker`).
