@@ -52,6 +52,31 @@ pub mod postgres;
 pub mod redis;
 pub mod sqlite;
 
+/// How a backend connects. Every backend has
+/// `async fn connect(url: &str, config: &BrokerConfig) -> Result<Self, BrokerError>`.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Most connections open at once (SQL pools; Redis uses multiplexed
+    /// connections and ignores it).
+    pub max_connections: u32,
+    /// How long a call waits for a connection (and SQLite for a lock) before
+    /// [`BrokerError::Unavailable`].
+    pub acquire_timeout: Duration,
+    /// Redis: every key starts with `{namespace}:` (tests give each run its
+    /// own). SQL backends ignore it (tests use their own file or schema).
+    pub namespace: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            namespace: "surge".to_owned(),
+        }
+    }
+}
+
 /// Where tasks, leases, schedules, chords and rate buckets live.
 ///
 /// Implementations are cheap to clone (a shared pool or connection) and
