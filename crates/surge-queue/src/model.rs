@@ -150,8 +150,8 @@ pub struct TaskOptions {
     /// How long a result (or a cancellation) is kept, in seconds.
     pub result_ttl_secs: Option<u64>,
     /// Upstream result handed to this task: the previous result in a chain,
-    /// or `{"group": id}` for a chord callback (the engine fetches the
-    /// members' results when it runs).
+    /// `{"task": id, "error": …}` for a failure callback (a chord
+    /// callback's is filled in when it runs: see `chord_of`).
     pub parent: Option<Value>,
     /// Tasks submitted, with this task's result as their `parent`, when this
     /// task succeeds (Celery's `link`; a chain is a nest of these).
@@ -161,6 +161,9 @@ pub struct TaskOptions {
     pub on_failure: Vec<NewTask>,
     /// Position in its group, for ordering the group's results.
     pub group_index: Option<u32>,
+    /// This task is the callback of the chord of that group: when it runs,
+    /// its `parent` is the members' results, in group order.
+    pub chord_of: Option<TaskId>,
 }
 
 /// A task to submit. Build one with [`NewTask::new`] and the `with_*`
