@@ -150,7 +150,8 @@ pub struct TaskOptions {
     /// How long a result (or a cancellation) is kept, in seconds.
     pub result_ttl_secs: Option<u64>,
     /// Upstream result handed to this task: the previous result in a chain,
-    /// `{"task": id, "error": …}` for a failure callback (a chord
+    /// `{"task": id, "error": …}` for a failure callback,
+    /// `{"schedule": name, "tick": time}` for a cron tick (a chord
     /// callback's is filled in when it runs: see `chord_of`).
     pub parent: Option<Value>,
     /// Tasks submitted, with this task's result as their `parent`, when this
@@ -538,4 +539,44 @@ pub struct Schedule {
     pub last_fired_at: Option<DateTime<Utc>>,
     /// Created at.
     pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_exponential_capped_and_jittered_within_bounds() {
+        let b = Backoff {
+            base_ms: 100,
+            cap_ms: 1_000,
+        };
+        assert_eq!(b.ceiling_ms(1), 100);
+        assert_eq!(b.ceiling_ms(2), 200);
+        assert_eq!(b.ceiling_ms(4), 800);
+        assert_eq!(b.ceiling_ms(5), 1_000);
+        assert_eq!(b.ceiling_ms(200), 1_000);
+        let mut low = false;
+        let mut high = false;
+        for _ in 0..2_000 {
+            let d = b.delay(3).as_millis() as u64;
+            assert!(d <= 400, "{d} ms above the ceiling");
+            low |= d < 100;
+            high |= d > 300;
+        }
+        assert!(low && high, "full jitter spans the whole range");
+        let zero = Backoff { base_ms: 0, cap_ms: 0 };
+        assert_eq!(zero.delay(3).as_millis(), 0);
+    }
+
+    #[test]
+    fn states_round_trip_and_classify() {
+        for s in TaskState::ALL {
+            assert_eq!(TaskState::parse(s.as_str()), Some(s));
+            assert!(!(s.is_waiting() && s.is_terminal()));
+        }
+        assert_eq!(TaskState::parse("nope"), None);
+        assert!(TaskState::Retrying.is_waiting());
+        assert!(TaskState::Dead.is_terminal());
+    }
 }

@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use surge_core::ErrorCategory;
+use surge_queue::{BrokerError, SubmitError};
 use surge_store::StoreError;
 use utoipa::ToSchema;
 
@@ -247,3 +248,40 @@ impl From<StoreError> for ApiError {
 
 /// Result alias for handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::Unavailable { retry_after, .. } => {
+                tracing::warn!(error = %e, "broker unavailable");
+                let secs = retry_after.map_or(1, |d| d.as_secs().max(1));
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "broker_unavailable",
+                    "the task broker is unavailable; retry shortly",
+                )
+                .retry_after(secs)
+            }
+            BrokerError::Invalid(message) => {
+                ApiError::validation(vec![FieldError::new("body", message)])
+            }
+            other => {
+                tracing::error!(error = %other, "broker error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Broker(b) => b.into(),
+            SubmitError::Kind(k) => ApiError::validation(vec![FieldError::new("kind", k.to_string())]),
+            SubmitError::Schedule(s) => {
+                ApiError::validation(vec![FieldError::new("cron", s.to_string())])
+            }
+            SubmitError::Invalid(m) => ApiError::validation(vec![FieldError::new("body", m)]),
+        }
+    }
+}

@@ -147,6 +147,27 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
+/// A UUID path segment (`/tasks/{id}`); anything else is a 422 naming `id`.
+#[derive(Debug, Clone, Copy)]
+pub struct PathUuid(pub uuid::Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathUuid {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        raw.parse::<uuid::Uuid>().map(PathUuid).map_err(|_| {
+            ApiError::validation(vec![FieldError::new(
+                "id",
+                format!("must be a UUID, got {raw:?}"),
+            )])
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

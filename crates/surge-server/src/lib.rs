@@ -23,12 +23,15 @@ pub mod extract;
 pub mod metrics;
 mod middleware;
 mod routes;
+mod task_metrics;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
+use surge_queue::Client;
+use surge_queue::broker::AnyBroker;
 use surge_store::Database;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -37,11 +40,32 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::middleware::{ApiToken, require_bearer, shed_load, stack};
 
+/// The task queue as the handlers see it.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    client: Client<AnyBroker>,
+}
+
+impl Queue {
+    /// Submissions go through `client` (its registry decides which kinds
+    /// are accepted).
+    pub fn new(client: Client<AnyBroker>) -> Queue {
+        Queue { client }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client<AnyBroker> {
+        &self.client
+    }
+}
+
 /// What the handlers share.
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The database (users live there).
     pub db: Database,
+    /// The task queue.
+    pub queue: Queue,
     /// The server's metrics.
     pub metrics: Arc<Metrics>,
     /// When the server started (for uptime).
@@ -50,10 +74,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over `db`, with fresh metrics.
-    pub fn new(db: Database) -> Self {
+    /// State over `db` and `queue`, with fresh metrics.
+    pub fn new(db: Database, queue: Queue) -> Self {
         AppState {
             db,
+            queue,
             metrics: Arc::new(Metrics::new()),
             started: Instant::now(),
             health: Arc::default(),
@@ -114,7 +139,22 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
             get(routes::users::get)
                 .patch(routes::users::update)
                 .delete(routes::users::delete),
-        );
+        )
+        .route(
+            "/tasks",
+            post(routes::tasks::submit).get(routes::tasks::list),
+        )
+        .route("/tasks/{id}", get(routes::tasks::get))
+        .route("/tasks/{id}/cancel", post(routes::tasks::cancel))
+        .route("/tasks/{id}/retry", post(routes::tasks::retry))
+        .route("/workflows", post(routes::tasks::workflow))
+        .route("/queues", get(routes::tasks::queues))
+        .route("/workers", get(routes::tasks::workers))
+        .route(
+            "/schedules",
+            post(routes::schedules::create).get(routes::schedules::list),
+        )
+        .route("/schedules/{name}", delete(routes::schedules::delete));
     if let Some(token) = config.api_token.as_deref() {
         api = api.route_layer(axum::middleware::from_fn_with_state(
             ApiToken(Arc::from(token)),

@@ -13,6 +13,8 @@ use prometheus_client::registry::Registry;
 use surge_core::ErrorCategory;
 use surge_store::PoolStats;
 
+pub use crate::task_metrics::TaskMetrics;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: String,
@@ -40,6 +42,7 @@ pub struct Metrics {
     pool_idle: Gauge,
     pool_waiting: Gauge,
     pool_max: Gauge,
+    tasks: Arc<TaskMetrics>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -113,6 +116,7 @@ impl Metrics {
         for (name, help, gauge) in pool {
             registry.register(name, help, gauge.clone());
         }
+        let tasks = Arc::new(TaskMetrics::register(&mut registry));
         Metrics {
             registry,
             requests,
@@ -125,7 +129,13 @@ impl Metrics {
             pool_idle,
             pool_waiting,
             pool_max,
+            tasks,
         }
+    }
+
+    /// The task engine's metrics (the workers' [`surge_queue::Observer`]).
+    pub fn tasks(&self) -> Arc<TaskMetrics> {
+        Arc::clone(&self.tasks)
     }
 
     /// Marks a request as started; the returned guard records it when the

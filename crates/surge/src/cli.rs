@@ -16,8 +16,194 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Serve the JSON API (health, demo endpoints, users, docs, metrics).
+    /// Serve the JSON API (health, users, tasks, schedules, docs, metrics)
+    /// with embedded task workers.
     Serve(ServeArgs),
+    /// Run a standalone task worker (scale out: any number, any host).
+    Worker(WorkerArgs),
+    /// Submit, inspect, cancel and retry tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Add, list and remove cron schedules.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+/// Where the task broker is (shared by the queue commands).
+#[derive(Debug, Args, Clone)]
+pub(crate) struct BrokerArgs {
+    /// sqlite://PATH, postgres://USER@HOST/DB or redis://HOST:PORT.
+    #[arg(long, env = "SURGE_BROKER_URL", value_name = "URL", default_value = "sqlite://surge.db")]
+    pub(crate) broker: String,
+}
+
+/// `surge worker` flags.
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    #[command(flatten)]
+    pub(crate) broker: BrokerArgs,
+    /// Tasks run at once.
+    #[arg(long, env = "SURGE_CONCURRENCY", default_value_t = 64)]
+    pub(crate) concurrency: usize,
+    /// Queues to take tasks from, comma-separated.
+    #[arg(long, env = "SURGE_QUEUES", value_delimiter = ',', default_value = "default")]
+    pub(crate) queues: Vec<String>,
+    /// Seconds a lease lives without a heartbeat; a dead worker's tasks run
+    /// again this long after it died.
+    #[arg(long, env = "SURGE_LEASE_TTL", default_value_t = 10.0)]
+    pub(crate) lease_ttl: f64,
+    /// Seconds running tasks get to finish after SIGINT/SIGTERM before they
+    /// are handed back to the queue.
+    #[arg(long, env = "SURGE_SHUTDOWN_GRACE", default_value_t = 30.0)]
+    pub(crate) shutdown_grace: f64,
+    /// Do not fire cron schedules from this worker.
+    #[arg(long, env = "SURGE_NO_SCHEDULER")]
+    pub(crate) no_scheduler: bool,
+    /// Log format on stderr.
+    #[arg(long, env = "SURGE_LOG_FORMAT", value_enum, default_value = "human")]
+    pub(crate) log_format: LogFormat,
+    /// Log filter [default: RUST_LOG, else info].
+    #[arg(long, env = "SURGE_LOG_LEVEL", value_name = "FILTER")]
+    pub(crate) log_level: Option<String>,
+}
+
+/// `surge task …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TaskCommand {
+    /// Submit a task; prints its id (or the whole record with --json).
+    Submit(TaskSubmitArgs),
+    /// Show one task.
+    Get {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        /// Task id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tasks, newest first.
+    List(TaskListArgs),
+    /// Cancel a waiting task, or ask a running one to stop.
+    Cancel {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        /// Task id.
+        id: String,
+    },
+    /// Run a dead, failed or cancelled task again.
+    Retry {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        /// Task id.
+        id: String,
+    },
+}
+
+/// `surge task submit` flags.
+#[derive(Debug, Args)]
+pub(crate) struct TaskSubmitArgs {
+    #[command(flatten)]
+    pub(crate) broker: BrokerArgs,
+    /// Task kind: noop, sleep, process, fail.
+    pub(crate) kind: String,
+    /// Arguments as JSON, e.g. '{"ms": 500}'.
+    #[arg(long, default_value = "null")]
+    pub(crate) args: String,
+    /// Queue.
+    #[arg(long, default_value = "default")]
+    pub(crate) queue: String,
+    /// Priority (higher first).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub(crate) priority: i32,
+    /// Seconds before it may run.
+    #[arg(long, conflicts_with = "eta")]
+    pub(crate) countdown: Option<f64>,
+    /// Not before this time (RFC 3339).
+    #[arg(long)]
+    pub(crate) eta: Option<String>,
+    /// Retries after the first attempt [default: the kind's].
+    #[arg(long)]
+    pub(crate) max_retries: Option<u32>,
+    /// Soft time limit in seconds.
+    #[arg(long)]
+    pub(crate) soft_time_limit: Option<f64>,
+    /// Hard time limit in seconds.
+    #[arg(long)]
+    pub(crate) hard_time_limit: Option<f64>,
+    /// Unique key: a live task holding it is returned instead.
+    #[arg(long)]
+    pub(crate) unique_key: Option<String>,
+    /// Wait up to this many seconds for the task to finish and print it.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) wait: Option<f64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `surge task list` flags.
+#[derive(Debug, Args)]
+pub(crate) struct TaskListArgs {
+    #[command(flatten)]
+    pub(crate) broker: BrokerArgs,
+    /// Only in this state.
+    #[arg(long)]
+    pub(crate) state: Option<String>,
+    /// Only of this kind.
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
+    /// Only on this queue.
+    #[arg(long)]
+    pub(crate) queue: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: u32,
+    /// Print JSON lines.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `surge schedule …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScheduleCommand {
+    /// Create or replace a schedule.
+    Add {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        /// Schedule name.
+        name: String,
+        /// Cron expression (5 fields, or 6-7 with seconds first).
+        #[arg(long)]
+        cron: String,
+        /// IANA time zone.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// Task kind.
+        #[arg(long)]
+        kind: String,
+        /// Task arguments as JSON.
+        #[arg(long, default_value = "null")]
+        args: String,
+        /// Queue.
+        #[arg(long, default_value = "default")]
+        queue: String,
+    },
+    /// List schedules.
+    List {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a schedule.
+    Rm {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        /// Schedule name.
+        name: String,
+    },
 }
 
 /// `surge serve` flags. Each also reads a `SURGE_*` environment variable and
@@ -78,6 +264,25 @@ pub(crate) struct ServeArgs {
     /// [default: 30].
     #[arg(long, env = "SURGE_SHUTDOWN_GRACE", value_name = "SECS")]
     pub(crate) shutdown_grace: Option<f64>,
+
+    /// Task broker: sqlite://PATH, postgres://… or redis://… [default: the
+    /// database URL].
+    #[arg(long, env = "SURGE_BROKER_URL", value_name = "URL")]
+    pub(crate) broker_url: Option<String>,
+
+    /// Embedded worker slots (tasks run at once in this process); 0 runs
+    /// none [default: 64].
+    #[arg(long, env = "SURGE_WORKERS", value_name = "N")]
+    pub(crate) workers: Option<usize>,
+
+    /// Queues the embedded workers take tasks from, comma-separated
+    /// [default: default].
+    #[arg(long, env = "SURGE_QUEUES", value_delimiter = ',')]
+    pub(crate) queues: Option<Vec<String>>,
+
+    /// Seconds a worker lease lives without a heartbeat [default: 10].
+    #[arg(long, env = "SURGE_LEASE_TTL", value_name = "SECS")]
+    pub(crate) lease_ttl: Option<f64>,
 
     /// Log format on stderr [default: human].
     #[arg(long, env = "SURGE_LOG_FORMAT", value_enum)]

@@ -28,6 +28,10 @@ struct FileConfig {
     shutdown_grace: Option<f64>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
+    broker_url: Option<String>,
+    workers: Option<usize>,
+    queues: Option<Vec<String>>,
+    lease_ttl: Option<f64>,
 }
 
 /// Everything `surge serve` needs, validated.
@@ -41,6 +45,9 @@ pub(crate) struct ServeSettings {
     pub(crate) log_format: LogFormat,
     /// `None`: use `RUST_LOG`, else `info`.
     pub(crate) log_level: Option<String>,
+    pub(crate) broker_url: String,
+    /// Embedded workers; `None` when `--workers 0`.
+    pub(crate) worker: Option<surge_queue::WorkerConfig>,
 }
 
 impl ServeSettings {
@@ -82,12 +89,39 @@ impl ServeSettings {
         if db_pool_size == 0 {
             bail!("--db-pool-size must be at least 1");
         }
+        let database_url = args
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| "sqlite://surge.db".into());
+        let broker_url = args
+            .broker_url
+            .or(file.broker_url)
+            .unwrap_or_else(|| database_url.clone());
+        let shutdown_grace = seconds(
+            "--shutdown-grace",
+            args.shutdown_grace.or(file.shutdown_grace),
+            Duration::from_secs(30),
+        )?;
+        let workers = args.workers.or(file.workers).unwrap_or(64);
+        let worker = if workers == 0 {
+            None
+        } else {
+            let lease_ttl = seconds(
+                "--lease-ttl",
+                args.lease_ttl.or(file.lease_ttl),
+                Duration::from_secs(10),
+            )?;
+            let queues = args
+                .queues
+                .or(file.queues)
+                .unwrap_or_else(|| vec![surge_queue::DEFAULT_QUEUE.to_owned()]);
+            Some(worker_config(workers, queues, lease_ttl, shutdown_grace)?)
+        };
         Ok(ServeSettings {
             bind,
-            database_url: args
-                .database_url
-                .or(file.database_url)
-                .unwrap_or_else(|| "sqlite://surge.db".into()),
+            database_url,
+            broker_url,
+            worker,
             server: ServerConfig {
                 api_token,
                 max_in_flight,
@@ -106,15 +140,38 @@ impl ServeSettings {
                     Duration::from_secs(5),
                 )?,
             },
-            shutdown_grace: seconds(
-                "--shutdown-grace",
-                args.shutdown_grace.or(file.shutdown_grace),
-                Duration::from_secs(30),
-            )?,
+            shutdown_grace,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             log_level: args.log_level.or(file.log_level),
         })
     }
+}
+
+/// A validated worker configuration (shared by `serve` and `worker`).
+pub(crate) fn worker_config(
+    concurrency: usize,
+    queues: Vec<String>,
+    lease_ttl: Duration,
+    grace: Duration,
+) -> anyhow::Result<surge_queue::WorkerConfig> {
+    if lease_ttl < Duration::from_millis(500) {
+        bail!("--lease-ttl must be at least 0.5 seconds");
+    }
+    let queues: Vec<String> = queues
+        .into_iter()
+        .map(|q| q.trim().to_owned())
+        .filter(|q| !q.is_empty())
+        .collect();
+    let config = surge_queue::WorkerConfig {
+        queues,
+        concurrency,
+        lease_ttl,
+        heartbeat_interval: (lease_ttl / 5).min(Duration::from_secs(1)),
+        grace_period: grace,
+        ..surge_queue::WorkerConfig::default()
+    };
+    config.validate().map_err(|e| anyhow::anyhow!("invalid worker settings: {e}"))?;
+    Ok(config)
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {

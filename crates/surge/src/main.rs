@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod logging;
+mod queue;
 mod serve;
 
 use std::process::ExitCode;
@@ -33,6 +34,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+        Command::Worker(args) => runtime.block_on(queue::run_worker(args)),
+        Command::Task(command) => runtime.block_on(queue::run_task(command)),
+        Command::Schedule(command) => runtime.block_on(queue::run_schedule(command)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

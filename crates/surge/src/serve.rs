@@ -4,12 +4,15 @@ use std::io::Write;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use surge_server::{AppState, router};
+use std::sync::Arc;
+
+use surge_queue::{Broker, Client, Registry};
+use surge_server::{AppState, Queue, router};
 use surge_store::Database;
 use tokio::net::TcpListener;
 
 use crate::config::ServeSettings;
-use crate::logging;
+use crate::{logging, queue};
 
 pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     logging::init(settings.log_format, settings.log_level.as_deref())?;
@@ -18,10 +21,34 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let db = Database::connect(&settings.database_url, &settings.pool)
         .await
         .context("cannot open the database")?;
+    let broker = queue::connect(&settings.broker_url, settings.pool.max_connections).await?;
+    let registry = Arc::new(Registry::with_builtins());
+    let client = Client::new(broker.clone(), Arc::clone(&registry));
     let listener =
         listen(settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
-    let app = router(AppState::new(db.clone()), &settings.server);
+    let state = AppState::new(db.clone(), Queue::new(client));
+    let metrics = Arc::clone(&state.metrics);
+    let app = router(state, &settings.server);
+
+    // One shutdown signal for the HTTP server and the embedded workers.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let workers = settings.worker.clone().map(|config| {
+        tracing::info!(
+            slots = config.concurrency,
+            queues = ?config.queues,
+            backend = broker.backend(),
+            "embedded workers starting"
+        );
+        let worker = queue::worker(broker.clone(), &settings.broker_url, registry, config, metrics.tasks());
+        tokio::spawn(worker.run(stopped()))
+    });
 
     tracing::info!(
         %addr,
@@ -59,8 +86,9 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         tracing::info!(
             signal,
             grace_s = settings.shutdown_grace.as_secs_f64(),
-            "shutting down: no new connections, waiting for in-flight requests"
+            "shutting down: no new connections, waiting for in-flight requests and running tasks"
         );
+        stop_tx.send_replace(true);
         let _ = signalled_tx.send(());
     });
 
@@ -75,6 +103,15 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             }
         } => {
             tracing::warn!(grace_s = grace.as_secs_f64(), "grace period over: dropping the requests still running");
+        }
+    }
+    if let Some(workers) = workers {
+        // The workers have their own grace period (the same length) and
+        // hand back what still runs after it.
+        match workers.await {
+            Ok(Ok(report)) => tracing::info!(handed_back = report.handed_back, "embedded workers stopped"),
+            Ok(Err(e)) => tracing::error!(error = %e, "embedded workers failed"),
+            Err(e) => tracing::error!(error = %e, "embedded workers panicked"),
         }
     }
     db.close().await;
@@ -98,7 +135,7 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM, naming which.
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

@@ -79,6 +79,11 @@ pub(crate) async fn fire_due<B: Broker>(shared: &Shared<B>) {
         let mut task = schedule.task.clone();
         task.id = Uuid::now_v7();
         task.run_at = now;
+        // The handler learns which tick it runs for (`ctx.parent()`).
+        task.options.parent = Some(serde_json::json!({
+            "schedule": schedule.name,
+            "tick": schedule.next_fire_at,
+        }));
         match shared
             .broker
             .fire_schedule(&schedule.name, schedule.next_fire_at, next, &task)

@@ -1,5 +1,6 @@
 //! `GET /health`: liveness plus one check per component.
 
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,24 +22,40 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// once per interval, so an outage shows within this time.
 pub(crate) const CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
-/// The last database check, shared by concurrent `/health` calls.
+/// The last component checks, shared by concurrent `/health` calls.
 #[derive(Debug, Default)]
 pub(crate) struct HealthCache {
-    last: Mutex<Option<(Instant, DbCheck)>>,
-    /// Held by the one caller refreshing the check (single flight).
+    last: Mutex<Option<(Instant, Probes)>>,
+    /// Held by the one caller refreshing the checks (single flight).
     refresh: tokio::sync::Mutex<()>,
 }
 
-type DbCheck = Result<Duration, String>;
+type Probe = Result<Duration, String>;
+
+/// One probe per component.
+#[derive(Debug, Clone)]
+struct Probes {
+    database: Probe,
+    broker: Probe,
+}
+
+async fn probe<E: std::fmt::Display>(check: impl Future<Output = Result<(), E>>) -> Probe {
+    let started = Instant::now();
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(Ok(())) => Ok(started.elapsed()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {}s", CHECK_TIMEOUT.as_secs())),
+    }
+}
 
 impl HealthCache {
-    fn fresh(&self) -> Option<(Instant, DbCheck)> {
+    fn fresh(&self) -> Option<(Instant, Probes)> {
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.clone().filter(|(at, _)| at.elapsed() < CHECK_INTERVAL)
     }
 
-    /// The database check, at most `CHECK_INTERVAL` old, and when it ran.
-    async fn database(&self, state: &AppState) -> (Instant, DbCheck) {
+    /// The checks, at most `CHECK_INTERVAL` old, and when they ran.
+    async fn probes(&self, state: &AppState) -> (Instant, Probes) {
         if let Some(hit) = self.fresh() {
             return hit;
         }
@@ -48,18 +65,16 @@ impl HealthCache {
         Box::pin(self.refresh(state)).await
     }
 
-    async fn refresh(&self, state: &AppState) -> (Instant, DbCheck) {
+    async fn refresh(&self, state: &AppState) -> (Instant, Probes) {
         let _refreshing = self.refresh.lock().await;
         if let Some(hit) = self.fresh() {
             return hit; // another caller refreshed while we waited
         }
-        let started = Instant::now();
-        let result = match tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await {
-            Ok(Ok(())) => Ok(started.elapsed()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {}s", CHECK_TIMEOUT.as_secs())),
-        };
-        let entry = (Instant::now(), result);
+        let (database, broker) = tokio::join!(
+            probe(state.db.ping()),
+            probe(state.queue.client().broker().ping())
+        );
+        let entry = (Instant::now(), Probes { database, broker });
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(entry.clone());
         entry
     }
@@ -88,6 +103,8 @@ pub(crate) struct Health {
 pub(crate) struct Checks {
     /// The database of the API (users).
     database: Check,
+    /// The task queue's broker.
+    broker: Check,
 }
 
 /// One component's state.
@@ -114,47 +131,49 @@ pub(crate) struct Check {
         (status = 503, description = "A component is down; `error` names it", body = Health),
     ))]
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    let (checked_at, db) = state.health.database(&state).await;
+    let (checked_at, probes) = state.health.probes(&state).await;
     let checked_ms_ago = checked_at.elapsed().as_secs_f64() * 1000.0;
-    let backend = state.db.backend().as_str();
-    let (check, down) = match db {
-        Ok(latency) => (
-            Check {
-                status: "up",
-                backend,
-                latency_ms: Some(latency.as_secs_f64() * 1000.0),
-                checked_ms_ago,
-                error: None,
-            },
-            None,
-        ),
-        Err(e) => (
+    let mut down = Vec::new();
+    let mut check = |component: &'static str, backend: &'static str, probe: Probe| match probe {
+        Ok(latency) => Check {
+            status: "up",
+            backend,
+            latency_ms: Some(latency.as_secs_f64() * 1000.0),
+            checked_ms_ago,
+            error: None,
+        },
+        Err(e) => {
+            down.push(format!("{component} ({e})"));
             Check {
                 status: "down",
                 backend,
                 latency_ms: None,
                 checked_ms_ago,
-                error: Some(e.clone()),
-            },
-            Some(ErrorObject {
-                code: "unavailable",
-                message: format!("component down: database ({e})"),
-                details: Vec::new(),
-            }),
-        ),
+                error: Some(e),
+            }
+        }
     };
-    let status = if down.is_some() {
+    let checks = Checks {
+        database: check("database", state.db.backend().as_str(), probes.database),
+        broker: check("broker", state.queue.client().broker().backend(), probes.broker),
+    };
+    let error = (!down.is_empty()).then(|| ErrorObject {
+        code: "unavailable",
+        message: format!("component down: {}", down.join(", ")),
+        details: Vec::new(),
+    });
+    let status = if error.is_some() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
     let body = Health {
-        status: if down.is_some() { "unavailable" } else { "ok" },
+        status: if error.is_some() { "unavailable" } else { "ok" },
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: state.started.elapsed().as_secs_f64(),
         requests_total: state.metrics.requests_served(),
-        checks: Checks { database: check },
-        error: down,
+        checks,
+        error,
     };
     (status, Json(body)).into_response()
 }

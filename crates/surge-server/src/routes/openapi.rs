@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{demo, health, users};
+use super::{demo, health, schedules, tasks, users};
 use crate::error::{ErrorBody, ErrorObject, FieldError};
 
 /// The API description, generated from the handlers' annotations.
@@ -26,6 +26,17 @@ use crate::error::{ErrorBody, ErrorObject, FieldError};
         users::get,
         users::update,
         users::delete,
+        tasks::submit,
+        tasks::list,
+        tasks::get,
+        tasks::cancel,
+        tasks::retry,
+        tasks::workflow,
+        tasks::queues,
+        tasks::workers,
+        schedules::create,
+        schedules::list,
+        schedules::delete,
     ),
     components(schemas(ErrorBody, ErrorObject, FieldError)),
     modifiers(&BearerAuth),
@@ -33,6 +44,8 @@ use crate::error::{ErrorBody, ErrorObject, FieldError};
         (name = "service", description = "Health and metrics"),
         (name = "demo", description = "Simulated I/O work (the seed services' endpoints)"),
         (name = "users", description = "Users stored in the database"),
+        (name = "tasks", description = "The durable task queue: submit, inspect, cancel, retry; workflows; queues and workers"),
+        (name = "schedules", description = "Cron schedules (with time zone) fired exactly once per tick"),
     )
 )]
 pub(crate) struct ApiDoc;

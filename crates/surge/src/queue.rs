@@ -1,0 +1,314 @@
+//! Wiring of the task engine: connecting to the broker, building workers,
+//! `surge worker`, `surge task …` and `surge schedule …`.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use surge_queue::broker::AnyBroker;
+use surge_queue::broker::any::redact;
+use surge_queue::model::{CancelOutcome, RetryOutcome, TaskFilter};
+use surge_queue::{
+    Broker, BrokerConfig, Client, Observer, Registry, TaskRecord, TaskState, Worker, WorkerConfig,
+};
+
+use crate::cli::{BrokerArgs, ScheduleCommand, TaskCommand, TaskSubmitArgs, WorkerArgs};
+use crate::config::worker_config;
+use crate::logging;
+
+/// Connects to `url` with the given pool size.
+pub(crate) async fn connect(url: &str, max_connections: u32) -> anyhow::Result<AnyBroker> {
+    let config = BrokerConfig {
+        max_connections,
+        ..BrokerConfig::default()
+    };
+    AnyBroker::connect(url, &config)
+        .await
+        .with_context(|| format!("cannot open the task broker {}", redact(url)))
+}
+
+/// A worker on `broker` whose heartbeat runs on its own thread with its own
+/// connection to `url`.
+pub(crate) fn worker(
+    broker: AnyBroker,
+    url: &str,
+    registry: Arc<Registry>,
+    config: WorkerConfig,
+    observer: Arc<dyn Observer>,
+) -> Worker<AnyBroker> {
+    let url = url.to_owned();
+    Worker::new(broker, registry, config)
+        .with_observer(observer)
+        .with_heartbeat_thread(Box::new(move || {
+            let url = url.clone();
+            Box::pin(async move {
+                let config = BrokerConfig {
+                    max_connections: 1,
+                    ..BrokerConfig::default()
+                };
+                AnyBroker::connect(&url, &config).await
+            })
+        }))
+}
+
+/// `surge worker`.
+pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    logging::init(args.log_format, args.log_level.as_deref())?;
+    let lease = seconds("--lease-ttl", args.lease_ttl)?;
+    let grace = seconds("--shutdown-grace", args.shutdown_grace)?;
+    let mut config = worker_config(args.concurrency, args.queues, lease, grace)?;
+    config.run_scheduler = !args.no_scheduler;
+    let pool = u32::try_from(config.concurrency.clamp(4, 32)).unwrap_or(16);
+    let broker = connect(&args.broker.broker, pool).await?;
+    let registry = Arc::new(Registry::with_builtins());
+    let worker = worker(
+        broker,
+        &args.broker.broker,
+        registry,
+        config,
+        Arc::new(surge_queue::worker::NoObserver),
+    );
+    let report = worker
+        .run(async {
+            let signal = crate::serve::shutdown_signal().await;
+            tracing::info!(signal, "shutting down the worker");
+        })
+        .await?;
+    tracing::info!(started = report.started, handed_back = report.handed_back, "worker exited");
+    Ok(())
+}
+
+fn seconds(flag: &str, s: f64) -> anyhow::Result<Duration> {
+    if s.is_finite() && s > 0.0 && s <= 86_400.0 {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        bail!("{flag} must be a number of seconds in (0, 86400], got {s}")
+    }
+}
+
+fn parse_json(flag: &str, text: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(text).with_context(|| format!("{flag} is not valid JSON: {text}"))
+}
+
+fn parse_id(text: &str) -> anyhow::Result<surge_queue::TaskId> {
+    text.parse()
+        .with_context(|| format!("{text:?} is not a task id (a UUID)"))
+}
+
+async fn client(broker: &BrokerArgs) -> anyhow::Result<Client<AnyBroker>> {
+    let b = connect(&broker.broker, 2).await?;
+    Ok(Client::new(b, Arc::new(Registry::with_builtins())))
+}
+
+/// `surge task …`.
+pub(crate) async fn run_task(command: TaskCommand) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        TaskCommand::Submit(args) => submit(args, &mut out).await,
+        TaskCommand::Get { broker, id, json } => {
+            let id = parse_id(&id)?;
+            let c = client(&broker).await?;
+            let Some(task) = c.broker().get(id).await? else {
+                bail!("task {id} not found");
+            };
+            print_task(&mut out, &task, json)
+        }
+        TaskCommand::List(args) => {
+            let state = match args.state.as_deref() {
+                None => None,
+                Some(s) => Some(TaskState::parse(s).with_context(|| {
+                    format!("--state {s:?} is not a state (pending, scheduled, running, retrying, succeeded, failed, cancelled, dead)")
+                })?),
+            };
+            let c = client(&args.broker).await?;
+            let tasks = c
+                .broker()
+                .list(&TaskFilter {
+                    state,
+                    kind: args.kind,
+                    queue: args.queue,
+                    limit: args.limit.clamp(1, 10_000),
+                    ..TaskFilter::default()
+                })
+                .await?;
+            if args.json {
+                for t in &tasks {
+                    writeln!(out, "{}", serde_json::to_string(t)?)?;
+                }
+            } else {
+                writeln!(out, "{:<36}  {:<10}  {:<12}  {:<10}  {:>8}  CREATED", "ID", "STATE", "KIND", "QUEUE", "ATTEMPTS")?;
+                for t in &tasks {
+                    writeln!(
+                        out,
+                        "{:<36}  {:<10}  {:<12}  {:<10}  {:>8}  {}",
+                        t.id,
+                        t.state,
+                        t.kind,
+                        t.queue,
+                        t.attempts,
+                        t.created_at.format("%Y-%m-%d %H:%M:%S%.3f")
+                    )?;
+                }
+            }
+            Ok(())
+        }
+        TaskCommand::Cancel { broker, id } => {
+            let id = parse_id(&id)?;
+            let c = client(&broker).await?;
+            match c.broker().cancel(id, Utc::now() + chrono::Duration::days(1)).await? {
+                None => bail!("task {id} not found"),
+                Some(CancelOutcome::Cancelled) => writeln!(out, "cancelled {id}")?,
+                Some(CancelOutcome::Requested) => writeln!(
+                    out,
+                    "cancel requested for {id}: it is running; its worker stops it within a heartbeat"
+                )?,
+                Some(CancelOutcome::AlreadyFinished(s)) => {
+                    bail!("task {id} already ended {s}; nothing to cancel")
+                }
+            }
+            Ok(())
+        }
+        TaskCommand::Retry { broker, id } => {
+            let id = parse_id(&id)?;
+            let c = client(&broker).await?;
+            match c.broker().retry(id).await? {
+                None => bail!("task {id} not found"),
+                Some(RetryOutcome::Requeued) => writeln!(out, "requeued {id}")?,
+                Some(RetryOutcome::NotRetryable(s)) => bail!(
+                    "task {id} is {s}; only dead, failed or cancelled tasks can be retried"
+                ),
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn submit(args: TaskSubmitArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let c = client(&args.broker).await?;
+    let mut task = c.task(&args.kind, parse_json("--args", &args.args)?)?;
+    task.queue = args.queue;
+    task.priority = args.priority;
+    if let Some(s) = args.countdown {
+        task = task.with_countdown(seconds("--countdown", s)?);
+    }
+    if let Some(eta) = &args.eta {
+        let eta: DateTime<Utc> = DateTime::parse_from_rfc3339(eta)
+            .with_context(|| format!("--eta {eta:?} is not an RFC 3339 time"))?
+            .with_timezone(&Utc);
+        task.run_at = eta;
+    }
+    if let Some(m) = args.max_retries {
+        task.max_retries = m;
+    }
+    if let Some(s) = args.soft_time_limit {
+        task.options.soft_time_limit_ms = Some(millis(seconds("--soft-time-limit", s)?));
+    }
+    if let Some(s) = args.hard_time_limit {
+        task.options.hard_time_limit_ms = Some(millis(seconds("--hard-time-limit", s)?));
+    }
+    task.unique_key = args.unique_key;
+    let enqueued = c.submit(task).await?;
+    match args.wait {
+        None => {
+            if args.json {
+                let task = c.broker().get(enqueued.id).await?;
+                writeln!(out, "{}", serde_json::to_string(&task)?)?;
+            } else {
+                writeln!(out, "{}", enqueued.id)?;
+            }
+            Ok(())
+        }
+        Some(secs) => {
+            let record = match c.wait(enqueued.id, seconds("--wait", secs)?).await {
+                Ok(r) => r,
+                Err(surge_queue::WaitError::Timeout(r)) => {
+                    print_task(out, &r, args.json)?;
+                    bail!("task {} still {} after {secs} s", r.id, r.state);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            print_task(out, &record, args.json)?;
+            if record.state != TaskState::Succeeded {
+                bail!("task {} ended {}", record.id, record.state);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn print_task(out: &mut impl Write, t: &TaskRecord, json: bool) -> anyhow::Result<()> {
+    if json {
+        writeln!(out, "{}", serde_json::to_string(t)?)?;
+        return Ok(());
+    }
+    writeln!(out, "id:        {}", t.id)?;
+    writeln!(out, "kind:      {}", t.kind)?;
+    writeln!(out, "state:     {}", t.state)?;
+    writeln!(out, "queue:     {} (priority {})", t.queue, t.priority)?;
+    writeln!(out, "attempts:  {} of {}", t.attempts, t.max_retries + 1)?;
+    writeln!(out, "run at:    {}", t.run_at)?;
+    if let Some(p) = &t.progress {
+        writeln!(out, "progress:  {:.0}% {}", p.fraction * 100.0, p.message.as_deref().unwrap_or(""))?;
+    }
+    if let Some(r) = &t.result {
+        writeln!(out, "result:    {r}")?;
+    }
+    if let Some(e) = &t.error {
+        writeln!(out, "error:     {e}")?;
+    }
+    Ok(())
+}
+
+/// `surge schedule …`.
+pub(crate) async fn run_schedule(command: ScheduleCommand) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        ScheduleCommand::Add {
+            broker,
+            name,
+            cron,
+            tz,
+            kind,
+            args,
+            queue,
+        } => {
+            let c = client(&broker).await?;
+            let task = c.task(&kind, parse_json("--args", &args)?)?.with_queue(queue);
+            let s = c.schedule(&name, &cron, &tz, task).await?;
+            writeln!(out, "schedule {} next fires at {}", s.name, s.next_fire_at)?;
+        }
+        ScheduleCommand::List { broker, json } => {
+            let c = client(&broker).await?;
+            let all = c.broker().schedules().await?;
+            if json {
+                for s in &all {
+                    writeln!(out, "{}", serde_json::to_string(s)?)?;
+                }
+            } else {
+                writeln!(out, "{:<24}  {:<20}  {:<16}  {:<12}  NEXT FIRE", "NAME", "CRON", "TIME ZONE", "KIND")?;
+                for s in &all {
+                    writeln!(
+                        out,
+                        "{:<24}  {:<20}  {:<16}  {:<12}  {}",
+                        s.name, s.cron, s.timezone, s.task.kind, s.next_fire_at
+                    )?;
+                }
+            }
+        }
+        ScheduleCommand::Rm { broker, name } => {
+            let c = client(&broker).await?;
+            if !c.broker().delete_schedule(&name).await? {
+                bail!("schedule {name:?} not found");
+            }
+            writeln!(out, "deleted schedule {name}")?;
+        }
+    }
+    Ok(())
+}
