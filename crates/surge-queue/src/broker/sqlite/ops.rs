@@ -148,25 +148,36 @@ async fn drop_chord(tx: &mut Tx, group: &str) -> Result<(), BrokerError> {
     Ok(())
 }
 
+/// Up to this many queues, a claim reads each queue's ready tasks in claim
+/// order from `tasks_ready` (at most `limit` each) and merges them; beyond,
+/// it sorts every ready task of its queues (SQLite also caps a compound
+/// select at 500 arms).
+const MERGED_QUEUES: usize = 16;
+
 /// The claim statement for `queues` queues: `?1` worker, `?2` now, `?3`
-/// limit, `?4…` the queues. Each queue's ready tasks are read in claim order
-/// from `tasks_ready`, at most `limit` each, then merged.
-pub(super) fn claim_sql(queues: usize) -> String {
+/// limit, then the queues: `?4…` one each, or `?4` as a JSON array beyond
+/// [`MERGED_QUEUES`].
+fn claim_sql(queues: usize) -> String {
     const READY: &str = "state IN ('pending', 'scheduled', 'retrying') AND run_at <= ?2";
     const ORDER: &str = "ORDER BY priority DESC, run_at, id LIMIT ?3";
-    let pick = if queues == 1 {
-        format!("SELECT id FROM tasks WHERE {READY} AND queue = ?4 {ORDER}")
-    } else {
-        let arms: Vec<String> = (0..queues)
-            .map(|i| {
-                format!(
-                    "SELECT * FROM (SELECT id, priority, run_at FROM tasks \
-                     WHERE {READY} AND queue = ?{} {ORDER})",
-                    i + 4
-                )
-            })
-            .collect();
-        format!("SELECT id FROM ({}) {ORDER}", arms.join(" UNION ALL "))
+    let pick = match queues {
+        1 => format!("SELECT id FROM tasks WHERE {READY} AND queue = ?4 {ORDER}"),
+        2..=MERGED_QUEUES => {
+            let arms: Vec<String> = (0..queues)
+                .map(|i| {
+                    format!(
+                        "SELECT * FROM (SELECT id, priority, run_at FROM tasks \
+                         WHERE {READY} AND queue = ?{} {ORDER})",
+                        i + 4
+                    )
+                })
+                .collect();
+            format!("SELECT id FROM ({}) {ORDER}", arms.join(" UNION ALL "))
+        }
+        _ => format!(
+            "SELECT id FROM tasks \
+             WHERE {READY} AND queue IN (SELECT value FROM json_each(?4)) {ORDER}"
+        ),
     };
     format!(
         "UPDATE tasks SET state = 'running', worker_id = ?1, started_at = ?2, \
@@ -194,8 +205,12 @@ pub(super) fn claim(tx: &mut Tx, worker: Uuid, queues: Vec<String>, limit: i64) 
         let worker = worker.to_string();
         let sql = claim_sql(queues.len());
         let mut q = sqlx::query(&sql).bind(&worker).bind(now).bind(limit);
-        for queue in &queues {
-            q = q.bind(queue);
+        if queues.len() > MERGED_QUEUES {
+            q = q.bind(serde_json::to_string(&queues)?);
+        } else {
+            for queue in &queues {
+                q = q.bind(queue);
+            }
         }
         let rows = q.fetch_all(&mut tx.conn).await?;
         let idle = rows.is_empty() && lease_valid(tx, &worker, now).await?;

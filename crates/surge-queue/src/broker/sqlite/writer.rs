@@ -235,3 +235,100 @@ async fn exec(tx: &mut Tx, sql: &str) -> Result<(), BrokerError> {
     sqlx::query(sql).execute(&mut tx.conn).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sqlx::ConnectOptions;
+    use sqlx::sqlite::SqliteConnectOptions;
+
+    use super::*;
+
+    async fn writer(dir: &tempfile::TempDir) -> (Writer, SqliteConnectOptions) {
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("w.db"))
+            .create_if_missing(true);
+        let mut conn = options.connect().await.expect("connect");
+        sqlx::query("CREATE TABLE t (x INTEGER NOT NULL)")
+            .execute(&mut conn)
+            .await
+            .expect("create");
+        (Writer::spawn(conn, Arc::default()), options)
+    }
+
+    fn insert(tx: &mut Tx, x: i64) -> Op<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("INSERT INTO t (x) VALUES (?1)")
+                .bind(x)
+                .execute(&mut tx.conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Inserts a row, then fails: the row must not survive.
+    fn insert_then_fail(tx: &mut Tx) -> Op<'_, ()> {
+        Box::pin(async move {
+            insert(tx, -1).await?;
+            sqlx::query("INSERT INTO missing (x) VALUES (1)")
+                .execute(&mut tx.conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Holds the writer for `ms` (so that what is sent meanwhile forms one
+    /// batch).
+    fn hold(_tx: &mut Tx, ms: u64) -> Op<'_, ()> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(())
+        })
+    }
+
+    async fn rows(options: &SqliteConnectOptions) -> Vec<i64> {
+        let mut conn = options.connect().await.expect("connect");
+        sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+            .fetch_all(&mut conn)
+            .await
+            .expect("select")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_op_loses_nothing_else_of_its_batch() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (w, options) = writer(&dir).await;
+        let held = tokio::spawn({
+            let w = w.clone();
+            async move { w.write(|tx| hold(tx, 300)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut writes = Vec::new();
+        for x in 0..10 {
+            let w = w.clone();
+            writes.push(tokio::spawn(async move {
+                if x == 5 {
+                    w.write(insert_then_fail).await
+                } else {
+                    w.write(move |tx| insert(tx, x)).await
+                }
+            }));
+        }
+        held.await.expect("join").expect("hold");
+        for (x, h) in writes.into_iter().enumerate() {
+            let got = h.await.expect("join");
+            assert_eq!(got.is_err(), x == 5, "op {x}: {got:?}");
+        }
+        assert_eq!(rows(&options).await, vec![0, 1, 2, 3, 4, 6, 7, 8, 9]);
+    }
+
+    #[tokio::test]
+    async fn a_lone_failing_op_is_rolled_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (w, options) = writer(&dir).await;
+        assert!(w.write(insert_then_fail).await.is_err());
+        w.write(|tx| insert(tx, 7)).await.expect("insert");
+        assert_eq!(rows(&options).await, vec![7]);
+    }
+}
