@@ -1,1 +1,0 @@
-//! The sqlite broker (being written; see the module docs of `crate::broker`).
