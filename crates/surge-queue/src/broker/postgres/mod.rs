@@ -283,7 +283,7 @@ impl Broker for PgBroker {
         queues: &[String],
         limit: usize,
     ) -> Result<Vec<TaskRecord>, BrokerError> {
-        self.inner.wakeups.start();
+        self.inner.wakeups.claim_started();
         if limit == 0 || queues.is_empty() {
             return Ok(Vec::new());
         }
