@@ -1,1 +1,0 @@
-//! The postgres broker (being written; see the module docs of `crate::broker`).
