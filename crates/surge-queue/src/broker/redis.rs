@@ -284,11 +284,18 @@ impl RedisBroker {
     }
 }
 
-/// Maps a failed call: a reply of the wrong shape is corrupt data, the rest
-/// as [`BrokerError`]'s `From` says (connection trouble is `Unavailable`).
+/// Maps a failed call: a reply of the wrong shape is corrupt data; a server
+/// out of memory (`OOM`), busy with a long script (`BUSY`) or failing over
+/// (`MASTERDOWN`, `READONLY`) is unavailable for now; the rest as
+/// [`BrokerError`]'s `From` says (connection trouble is `Unavailable`).
 fn reply_error(e: RedisError) -> BrokerError {
-    if e.kind() == ::redis::ErrorKind::TypeError {
+    use ::redis::ErrorKind;
+    let for_now = matches!(e.kind(), ErrorKind::MasterDown | ErrorKind::ReadOnly)
+        || matches!(e.code(), Some("OOM" | "BUSY"));
+    if e.kind() == ErrorKind::TypeError {
         BrokerError::Data(e.to_string())
+    } else if for_now {
+        BrokerError::unavailable(e.to_string())
     } else {
         BrokerError::from(e)
     }

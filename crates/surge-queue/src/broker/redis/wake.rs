@@ -120,8 +120,10 @@ async fn listen(client: Client, channel: String, waiters: Arc<Waiters>) {
             && pubsub.subscribe(&channel).await.is_ok()
         {
             backoff = Duration::from_millis(50);
-            waiters.subscribed.send_replace(true);
+            // Wake those who waited through the outage first, then let new
+            // waiters in (they look at Redis themselves before waiting).
             waiters.wake_all();
+            waiters.subscribed.send_replace(true);
             let mut messages = pubsub.into_on_message();
             while let Some(msg) = messages.next().await {
                 waiters.wake(msg.get_payload_bytes());
