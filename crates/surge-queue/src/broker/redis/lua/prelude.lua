@@ -37,7 +37,18 @@ end
 -- Queues that got a task due now: done() publishes one wake-up each.
 local wake = {}
 
+-- Terminal tasks to file for prune, added in one ZADD (every 500 tasks, to
+-- stay well inside Lua's unpack limit).
+local expiring = { 'ZADD', P .. 'expiring' }
+local function flush_expiring()
+  if #expiring > 2 then
+    redis.call(unpack(expiring))
+    expiring = { 'ZADD', P .. 'expiring' }
+  end
+end
+
 local function done()
+  flush_expiring()
   for f, d in pairs(deltas) do
     if d ~= 0 and redis.call('HINCRBY', P .. 'counts', f, d) == 0 then
       redis.call('HDEL', P .. 'counts', f)
@@ -125,6 +136,8 @@ local function ended(key, id, unique, group, state, expires_at)
     end
   end
   if expires_at then
-    redis.call('ZADD', P .. 'expiring', expires_at, id)
+    expiring[#expiring + 1] = expires_at
+    expiring[#expiring + 1] = id
+    if #expiring >= 1002 then flush_expiring() end
   end
 end
