@@ -361,7 +361,8 @@ async fn every_way_to_become_due_now_wakes_waiters() {
 }
 
 /// With nothing ready, a waiter sleeps until the earliest ETA of its
-/// queues (not its whole `max_wait`).
+/// queues (not its whole `max_wait`), and a submission with an earlier ETA
+/// wakes it to look again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_waiter_wakes_for_the_next_eta() {
     let Some(b) = fresh().await else { return };
@@ -384,4 +385,11 @@ async fn a_waiter_wakes_for_the_next_eta() {
     })
     .await;
     assert_eq!((rec.id, rec.state), (later.id, TaskState::Running));
+
+    let far = task("eta-wait").with_eta(in_ms(3_600_000));
+    submit(&b, std::slice::from_ref(&far)).await;
+    wakes(&b, "eta-wait", async {
+        submit(&b, &[task("eta-wait").with_eta(in_ms(1_000))]).await;
+    })
+    .await;
 }

@@ -1,8 +1,9 @@
 //! Wake-ups for `wait_for_work`.
 //!
 //! Scripts that make a task due now (enqueue, retry, rescue, a completion's
-//! retry, requeue or follow-ups, a chord callback, a schedule tick) PUBLISH
-//! its queue's name on `{namespace}:wake`. Each broker (all its clones) keeps
+//! retry, requeue or follow-ups, a chord callback, a schedule tick), or that
+//! give a queue an earlier next ETA (waiters sleep until the earliest ETA
+//! they saw), PUBLISH its queue's name on `{namespace}:wake`. Each broker (all its clones) keeps
 //! one pub/sub connection, opened at the first wait, and wakes the waiters of
 //! that queue. The connection is re-opened when it drops, and every waiter is
 //! woken then, since messages may have been lost meanwhile.

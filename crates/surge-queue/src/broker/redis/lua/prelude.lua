@@ -67,13 +67,19 @@ local function ready_member(run_at, id)
 end
 
 -- Puts a waiting task in its queue's ready set when due, else in the
--- queue's delayed set (promoted by claim.lua when due).
+-- queue's delayed set (promoted by claim.lua when due). Waiters are woken
+-- when it is due, and when it is now the queue's earliest ETA (they sleep
+-- until the earliest ETA they saw, which has just moved closer).
 local function place(id, queue, prio, run_at)
   if run_at <= NOW then
     redis.call('ZADD', P .. 'ready:' .. queue, -prio, ready_member(run_at, id))
     wake[queue] = true
   else
-    redis.call('ZADD', P .. 'delayed:' .. queue, run_at, id)
+    local dkey = P .. 'delayed:' .. queue
+    redis.call('ZADD', dkey, run_at, id)
+    if not wake[queue] and redis.call('ZRANGE', dkey, 0, 0)[1] == id then
+      wake[queue] = true
+    end
   end
 end
 
