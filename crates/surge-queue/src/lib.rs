@@ -24,7 +24,7 @@ pub mod schedule;
 mod task;
 pub mod worker;
 
-pub use broker::{Broker, BrokerConfig};
+pub use broker::{AnyBroker, Broker, BrokerConfig};
 pub use client::{Client, GroupHandle, PublishRetry, SubmitError, TaskHandle, WaitError};
 pub use error::BrokerError;
 pub use model::{DEFAULT_QUEUE, NewTask, TaskError, TaskId, TaskOptions, TaskRecord, TaskState};

@@ -463,39 +463,40 @@ async fn shutdown_hands_back_running_tasks(b: AnyBroker) {
     w2.stop().await;
 }
 
+macro_rules! cases {
+    ($backend:ident; $($name:ident),*) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(b) = support::$backend().await else { return };
+                    super::$name(b).await;
+                }
+            )*
+        }
+    };
+}
+
 macro_rules! engine_tests {
     ($($backend:ident),*) => {
         $(
-            mod $backend {
-                use super::*;
-                macro_rules! case {
-                    ($($name:ident),*) => {
-                        $(
-                            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                            async fn $name() {
-                                let Some(b) = support::$backend().await else { return };
-                                super::$name(b).await;
-                            }
-                        )*
-                    };
-                }
-                case!(
-                    runs_tasks_and_stores_results,
-                    retries_with_bounded_backoff_then_succeeds,
-                    dead_after_retries_with_failure_callback,
-                    non_retryable_errors_fail_at_once,
-                    hard_time_limit_drops_the_handler,
-                    soft_time_limit_tells_the_handler,
-                    cancel_running_and_waiting,
-                    progress_is_visible_while_running,
-                    chain_group_and_chord,
-                    cron_ticks_fire_once_with_two_schedulers,
-                    unique_keys_under_concurrent_submission,
-                    rate_limit_spaces_starts,
-                    eta_in_past_and_future,
-                    shutdown_hands_back_running_tasks
-                );
-            }
+            cases!($backend;
+                runs_tasks_and_stores_results,
+                retries_with_bounded_backoff_then_succeeds,
+                dead_after_retries_with_failure_callback,
+                non_retryable_errors_fail_at_once,
+                hard_time_limit_drops_the_handler,
+                soft_time_limit_tells_the_handler,
+                cancel_running_and_waiting,
+                progress_is_visible_while_running,
+                chain_group_and_chord,
+                cron_ticks_fire_once_with_two_schedulers,
+                unique_keys_under_concurrent_submission,
+                rate_limit_spaces_starts,
+                eta_in_past_and_future,
+                shutdown_hands_back_running_tasks
+            );
         )*
     };
 }

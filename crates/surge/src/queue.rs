@@ -19,12 +19,25 @@ use crate::cli::{BrokerArgs, ScheduleCommand, TaskCommand, TaskSubmitArgs, Worke
 use crate::config::worker_config;
 use crate::logging;
 
-/// Connects to `url` with the given pool size.
-pub(crate) async fn connect(url: &str, max_connections: u32) -> anyhow::Result<AnyBroker> {
-    let config = BrokerConfig {
+/// The broker settings: pool size, and the Redis key namespace from
+/// `SURGE_BROKER_NAMESPACE` (default `surge`), so several deployments (or
+/// test runs) can share one Redis.
+fn broker_config(max_connections: u32) -> BrokerConfig {
+    let mut config = BrokerConfig {
         max_connections,
         ..BrokerConfig::default()
     };
+    if let Ok(ns) = std::env::var("SURGE_BROKER_NAMESPACE") {
+        if !ns.trim().is_empty() {
+            config.namespace = ns.trim().to_owned();
+        }
+    }
+    config
+}
+
+/// Connects to `url` with the given pool size.
+pub(crate) async fn connect(url: &str, max_connections: u32) -> anyhow::Result<AnyBroker> {
+    let config = broker_config(max_connections);
     AnyBroker::connect(url, &config)
         .await
         .with_context(|| format!("cannot open the task broker {}", redact(url)))
@@ -44,13 +57,7 @@ pub(crate) fn worker(
         .with_observer(observer)
         .with_heartbeat_thread(Box::new(move || {
             let url = url.clone();
-            Box::pin(async move {
-                let config = BrokerConfig {
-                    max_connections: 1,
-                    ..BrokerConfig::default()
-                };
-                AnyBroker::connect(&url, &config).await
-            })
+            Box::pin(async move { AnyBroker::connect(&url, &broker_config(1)).await })
         }))
 }
 

@@ -48,9 +48,12 @@ use crate::model::{
     RetryOutcome, Schedule, TaskFilter, TaskId, TaskRecord, WorkerId, WorkerInfo,
 };
 
+pub mod any;
 pub mod postgres;
 pub mod redis;
 pub mod sqlite;
+
+pub use any::AnyBroker;
 
 /// How a backend connects. Every backend has
 /// `async fn connect(url: &str, config: &BrokerConfig) -> Result<Self, BrokerError>`.

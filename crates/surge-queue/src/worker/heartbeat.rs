@@ -7,13 +7,19 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{BoxFuture, Shared, register_with_retry};
+use super::{Shared, register_with_retry};
 use crate::BrokerError;
 use crate::broker::Broker;
 
 /// Makes a broker connection on the heartbeat's own thread (see
 /// [`Worker::with_heartbeat_thread`](super::Worker::with_heartbeat_thread)).
-pub type BrokerFactory<B> = Box<dyn Fn() -> BoxFuture<Result<B, BrokerError>> + Send + Sync>;
+/// The future runs on that thread's single-threaded runtime, so it need not
+/// be `Send`.
+pub type BrokerFactory<B> = Box<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<B, BrokerError>>>>
+        + Send
+        + Sync,
+>;
 
 /// The running heartbeat, on its own thread or as a task.
 pub(crate) enum Handle {

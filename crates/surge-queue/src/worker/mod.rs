@@ -15,7 +15,6 @@ mod maintenance;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -404,6 +403,3 @@ async fn claim_loop<B: Broker>(
         }
     }
 }
-
-/// Boxed future used by [`BrokerFactory`].
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

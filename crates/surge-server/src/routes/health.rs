@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use surge_queue::Broker;
+
 use crate::AppState;
 use crate::error::ErrorObject;
 

@@ -160,7 +160,7 @@ fn field<T: DeserializeOwned>(
     }
 }
 
-use serde::Deserialize as _;
+
 
 fn seconds(
     body: &Map<String, Value>,
