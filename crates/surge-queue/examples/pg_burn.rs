@@ -5,7 +5,9 @@
 //!    twice, the second time beside the 20,000 finished tasks of the first;
 //! 2. submit-to-start: one idle worker in `wait_for_work`, one task
 //!    submitted at a time → p50 / p99 from `enqueue` called to `claim`
-//!    returned.
+//!    returned;
+//! 3. the cost of an empty claim beside 100,000 tasks scheduled an hour
+//!    ahead.
 //!
 //! ```text
 //! SURGE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
@@ -64,6 +66,35 @@ async fn run(
         burn_down(&broker, total, loops, batch).await?;
     }
     latency(&broker, 200).await?;
+    idle_claims(&broker, 100_000, 200).await?;
+    Ok(())
+}
+
+/// Empty claims beside `scheduled` tasks waiting for an ETA an hour away.
+async fn idle_claims(
+    broker: &PgBroker,
+    scheduled: usize,
+    claims: u32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let tasks: Vec<NewTask> = (0..scheduled)
+        .map(|_| NewTask::new("noop", serde_json::json!({})).with_eta(later))
+        .collect();
+    for chunk in tasks.chunks(1_000) {
+        broker.enqueue(chunk).await?;
+    }
+    let w = worker();
+    broker.register_worker(&w, LEASE).await?;
+    let queues = ["default".to_owned()];
+    let start = Instant::now();
+    for _ in 0..claims {
+        let got = broker.claim(w.id, &queues, 64).await?;
+        assert!(got.is_empty(), "nothing is due");
+    }
+    println!(
+        "empty claim beside {scheduled} scheduled tasks: {:.3} ms each ({claims} claims)",
+        start.elapsed().as_secs_f64() * 1e3 / f64::from(claims)
+    );
     Ok(())
 }
 

@@ -202,3 +202,33 @@ async fn a_task_submitted_between_claim_and_wait_is_not_slept_through() {
         .expect("claimer");
     assert_eq!(got.iter().map(|r| r.id).collect::<Vec<_>>(), vec![t.id]);
 }
+
+/// A task whose ETA comes is marked ready by whichever claim runs next (on
+/// any queue), and that wakes the task's own waiters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_task_wakes_its_waiters_through_any_claim() {
+    let Some(broker) = fresh().await else { return };
+    let worker = register(&broker, LONG_LEASE).await;
+    let queue = vec!["later".to_owned()];
+    let t = noop("later").with_countdown(Duration::from_millis(800));
+    broker
+        .enqueue(std::slice::from_ref(&t))
+        .await
+        .expect("enqueue");
+    // Let the listener come up (its start wakes everyone once).
+    broker
+        .wait_for_work(&queue, Duration::from_millis(500))
+        .await;
+    let woken = waiter(&broker, "later", Duration::from_secs(60));
+    // Meanwhile, a worker of another queue keeps claiming.
+    let other = vec!["elsewhere".to_owned()];
+    let deadline = std::time::Instant::now() + WAIT;
+    while !woken.is_finished() && std::time::Instant::now() < deadline {
+        broker.claim(worker.id, &other, 1).await.expect("claim");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(woken.is_finished(), "the due task's waiter woke");
+    assert!(chrono::Utc::now() >= t.run_at, "not before its ETA");
+    let got = broker.claim(worker.id, &queue, 10).await.expect("claim");
+    assert_eq!(got.iter().map(|r| r.id).collect::<Vec<_>>(), vec![t.id]);
+}

@@ -294,6 +294,7 @@ impl Broker for PgBroker {
             .bind(worker.to_string())
             .bind(names)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(self.channel())
             .fetch_all(self.pool())
             .await?;
         let mut tasks = rows

@@ -17,10 +17,10 @@ const WAITING: &str = "('pending', 'scheduled', 'retrying')";
 fn insert_tasks(source: &str) -> String {
     format!(
         "INSERT INTO tasks (id, kind, args, queue, priority, state, max_retries, run_at, \
-                            unique_key, group_id, options)
+                            ready, unique_key, group_id, options)
          SELECT n.id, n.kind, n.args, n.queue, n.priority,
                 CASE WHEN n.run_at <= now() THEN 'pending' ELSE 'scheduled' END,
-                n.max_retries, n.run_at, n.unique_key, n.group_id, n.options
+                n.max_retries, n.run_at, n.run_at <= now(), n.unique_key, n.group_id, n.options
          FROM {source}
          ON CONFLICT DO NOTHING
          RETURNING id, queue, state"
@@ -49,10 +49,19 @@ pub(super) static ENQUEUE: LazyLock<String> = LazyLock::new(|| {
 pub(super) const EXISTING: &str = "SELECT id::text, unique_key FROM tasks
      WHERE id = ANY($1::uuid[]) OR unique_key = ANY($2::text[])";
 
-/// `$1` worker, `$2` queues, `$3` limit. Each queue's ready tasks come from
-/// its own ordered index range (an `= ANY` over several queues would sort
-/// every ready task); nothing is locked when the worker's lease is not
-/// valid.
+/// How many newly due tasks one claim marks ready (for every queue).
+const PROMOTE_AT_ONCE: u32 = 1_000;
+
+/// `$1` worker, `$2` queues, `$3` limit, `$4` channel.
+///
+/// First, up to [`PROMOTE_AT_ONCE`] waiting tasks of any queue whose
+/// `run_at` has come are marked ready (a due `scheduled` task becomes
+/// `pending`) and their queues notified: claimable from the next claim on,
+/// which the notification triggers. Then the claim proper takes only ready
+/// tasks, so tasks waiting for a far ETA cost it nothing. Each queue's
+/// ready tasks come from its own ordered index range (an `= ANY` over
+/// several queues would sort every ready task); nothing is locked when the
+/// worker's lease is not valid.
 ///
 /// A claim commits without waiting for its WAL flush (`synchronous_commit`
 /// off for its own transaction only): a claim lost in a server crash leaves
@@ -65,11 +74,24 @@ pub(super) static CLAIM: LazyLock<String> = LazyLock::new(|| {
         "WITH relaxed AS MATERIALIZED (
              SELECT set_config('synchronous_commit', 'off', true)
          ),
+         promoted AS (
+             UPDATE tasks t SET ready = true,
+                 state = CASE WHEN t.state = 'scheduled' THEN 'pending' ELSE t.state END
+             FROM (SELECT id FROM tasks
+                   WHERE state IN {WAITING} AND NOT ready AND run_at <= now()
+                   ORDER BY run_at
+                   LIMIT {PROMOTE_AT_ONCE}
+                   FOR UPDATE SKIP LOCKED) AS due
+             WHERE t.id = due.id
+             -- Runs whether or not the claim takes anything; the server
+             -- sends one notification per queue.
+             RETURNING pg_notify($4, t.queue)
+         ),
          picked AS MATERIALIZED (
              SELECT pick.id FROM unnest($2::text[]) AS q(name)
              CROSS JOIN LATERAL (
                  SELECT id, priority, run_at FROM tasks
-                 WHERE queue = q.name AND state IN {WAITING} AND run_at <= now()
+                 WHERE queue = q.name AND state IN {WAITING} AND ready AND run_at <= now()
                  ORDER BY priority DESC, run_at, id
                  LIMIT $3
                  FOR UPDATE SKIP LOCKED
@@ -129,6 +151,8 @@ pub(super) static COMPLETE: LazyLock<String> = LazyLock::new(|| {
                  attempts = CASE WHEN d.outcome = 'requeue' THEN greatest(t.attempts - 1, 0)
                                  ELSE t.attempts END,
                  run_at = coalesce(d.run_at, t.run_at),
+                 -- Waiting again (retry, requeue): claimable at once if due.
+                 ready = coalesce(d.run_at <= now(), false),
                  result = CASE WHEN d.outcome = 'succeeded' THEN d.result ELSE t.result END,
                  error = coalesce(d.error, t.error),
                  -- expires_at is given exactly for the terminal outcomes.
@@ -229,6 +253,7 @@ pub(super) static RESCUE: LazyLock<String> = LazyLock::new(|| {
              UPDATE tasks t SET
                  state = CASE WHEN t.attempts > t.max_retries THEN 'dead' ELSE 'retrying' END,
                  run_at = now(),
+                 ready = true,
                  error = jsonb_build_object(
                      'category', 'system',
                      'message', 'lease expired: worker '
@@ -295,7 +320,7 @@ pub(super) static RETRY: LazyLock<String> = LazyLock::new(|| {
              SELECT id, state FROM tasks WHERE id = $1::uuid FOR UPDATE
          ),
          requeued AS (
-             UPDATE tasks t SET state = 'pending', run_at = now(), attempts = 0,
+             UPDATE tasks t SET state = 'pending', run_at = now(), ready = true, attempts = 0,
                  error = NULL, result = NULL, progress = NULL, cancel_requested = false,
                  finished_at = NULL, expires_at = NULL
              FROM old
