@@ -349,7 +349,7 @@ impl Broker for PgBroker {
         epoch: i64,
         progress: &Progress,
     ) -> Result<bool, BrokerError> {
-        let done = sqlx::query(sql::PROGRESS)
+        let done = sqlx::query(&sql::PROGRESS)
             .bind(id.to_string())
             .bind(epoch)
             .bind(json(progress)?)
