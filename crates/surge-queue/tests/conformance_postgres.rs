@@ -129,6 +129,28 @@ fn waiter(broker: &PgBroker, queue: &str, max_wait: Duration) -> JoinHandle<()> 
     tokio::spawn(async move { broker.wait_for_work(&queues, max_wait).await })
 }
 
+/// Whether a waiter on `waiting` wakes while `submitting` enqueues a task
+/// on `queue` every 100 ms (for at most [`WAIT`]; five tasks when
+/// `expect_wake` is false).
+async fn wakes(waiting: &PgBroker, submitting: &PgBroker, queue: &str, expect_wake: bool) -> bool {
+    let woken = waiter(waiting, queue, Duration::from_secs(60));
+    let rounds = if expect_wake {
+        WAIT.as_millis() / 100
+    } else {
+        5
+    };
+    for _ in 0..rounds {
+        if woken.is_finished() {
+            break;
+        }
+        submitting.enqueue(&[noop(queue)]).await.expect("enqueue");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let finished = woken.is_finished();
+    woken.abort();
+    finished
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_cross_connections_but_not_schemas() {
     let Some(url) = fresh_url().await else { return };
@@ -138,34 +160,62 @@ async fn notifications_cross_connections_but_not_schemas() {
     };
     // An enqueue through another broker (another process, as far as the
     // server knows) on the same schema wakes this one.
-    let woken = waiter(&here, "shared-name", Duration::from_secs(30));
-    for _ in 0..50 {
-        if woken.is_finished() {
-            break;
-        }
-        there
-            .enqueue(&[noop("shared-name")])
-            .await
-            .expect("enqueue");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(woken.is_finished(), "woken by another connection's enqueue");
-
+    assert!(
+        wakes(&here, &there, "shared-name", true).await,
+        "woken by another connection's enqueue"
+    );
     // Its listener is up now: the same queue name on another schema does
     // not wake it.
-    let asleep = waiter(&here, "shared-name", Duration::from_secs(30));
-    for _ in 0..5 {
-        elsewhere
-            .enqueue(&[noop("shared-name")])
-            .await
-            .expect("enqueue");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        !asleep.is_finished(),
+        !wakes(&here, &elsewhere, "shared-name", false).await,
         "a task on another schema woke this broker's waiter"
     );
-    asleep.abort();
+}
+
+/// The listening connection is killed: the broker listens again and
+/// enqueues wake its waiters as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_reconnects() {
+    let Some(url) = fresh_url().await else { return };
+    let broker = connect(&url).await;
+    assert!(wakes(&broker, &broker, "rc", true).await, "listening");
+    let schema = url
+        .rsplit("%3D")
+        .next()
+        .expect("schema in the URL")
+        .to_owned();
+    let listeners = || {
+        let (url, schema) = (url.clone(), schema.clone());
+        async move {
+            let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
+            let pids: Vec<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE '%LISTEN%' || $1 || '%'",
+            )
+            .bind(&schema)
+            .fetch_all(&mut admin)
+            .await
+            .expect("pg_stat_activity");
+            (admin, pids)
+        }
+    };
+    let (mut admin, killed) = listeners().await;
+    assert_eq!(killed.len(), 1, "one listening connection: {killed:?}");
+    let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(killed[0])
+        .fetch_one(&mut admin)
+        .await
+        .expect("terminate");
+    assert!(done);
+    // Twice: the first wake may be the one every waiter gets when the
+    // listener is back; the second is a notification again.
+    for round in 0..2 {
+        assert!(wakes(&broker, &broker, "rc", true).await, "round {round}");
+    }
+    let (_, now) = listeners().await;
+    assert!(
+        now.len() == 1 && now != killed,
+        "a new listening connection: {now:?}"
+    );
 }
 
 /// A task submitted after a claim came back empty but before the claimer
