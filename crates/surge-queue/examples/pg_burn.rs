@@ -2,9 +2,12 @@
 //!
 //! 1. burn-down: 20,000 pre-inserted no-op tasks, 4 concurrent loops each
 //!    claiming 64 and completing the whole batch in one call → tasks/s;
+//!    twice, the second time beside the 20,000 finished tasks of the first;
 //! 2. submit-to-start: one idle worker in `wait_for_work`, one task
 //!    submitted at a time → p50 / p99 from `enqueue` called to `claim`
-//!    returned.
+//!    returned;
+//! 3. the cost of an empty claim beside 100,000 tasks scheduled an hour
+//!    ahead.
 //!
 //! ```text
 //! SURGE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
@@ -53,6 +56,55 @@ async fn run(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let broker = PgBroker::connect(url, &BrokerConfig::default()).await?;
 
+    // The second round runs beside the first one's finished tasks: claim
+    // and acknowledgement cost must not grow with them.
+    for round in 1..=2 {
+        println!(
+            "round {round} ({} finished tasks in the table):",
+            (round - 1) * total
+        );
+        burn_down(&broker, total, loops, batch).await?;
+    }
+    latency(&broker, 200).await?;
+    idle_claims(&broker, 100_000, 200).await?;
+    Ok(())
+}
+
+/// Empty claims beside `scheduled` tasks waiting for an ETA an hour away.
+async fn idle_claims(
+    broker: &PgBroker,
+    scheduled: usize,
+    claims: u32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let tasks: Vec<NewTask> = (0..scheduled)
+        .map(|_| NewTask::new("noop", serde_json::json!({})).with_eta(later))
+        .collect();
+    for chunk in tasks.chunks(1_000) {
+        broker.enqueue(chunk).await?;
+    }
+    let w = worker();
+    broker.register_worker(&w, LEASE).await?;
+    let queues = ["default".to_owned()];
+    let start = Instant::now();
+    for _ in 0..claims {
+        let got = broker.claim(w.id, &queues, 64).await?;
+        assert!(got.is_empty(), "nothing is due");
+    }
+    println!(
+        "empty claim beside {scheduled} scheduled tasks: {:.3} ms each ({claims} claims)",
+        start.elapsed().as_secs_f64() * 1e3 / f64::from(claims)
+    );
+    Ok(())
+}
+
+/// Enqueues `total` tasks, then burns them down with `loops` loops.
+async fn burn_down(
+    broker: &PgBroker,
+    total: usize,
+    loops: usize,
+    batch: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let tasks: Vec<NewTask> = (0..total)
         .map(|_| NewTask::new("noop", serde_json::json!({})))
@@ -62,7 +114,7 @@ async fn run(
     }
     let took = start.elapsed();
     println!(
-        "enqueue: {total} tasks in {:.2} s = {:.0} tasks/s (batches of 1,000)",
+        "  enqueue: {total} tasks in {:.2} s = {:.0} tasks/s (batches of 1,000)",
         took.as_secs_f64(),
         total as f64 / took.as_secs_f64()
     );
@@ -82,7 +134,7 @@ async fn run(
     }
     let took = start.elapsed();
     println!(
-        "burn-down: {done} tasks, {loops} loops, claim {batch} + complete batch: {:.2} s = {:.0} \
+        "  burn-down: {done} tasks, {loops} loops, claim {batch} + complete batch: {:.2} s = {:.0} \
          tasks/s ({:.0} % of the loops' time in claim, {:.0} % in complete)",
         took.as_secs_f64(),
         done as f64 / took.as_secs_f64(),
@@ -90,7 +142,6 @@ async fn run(
         100.0 * in_complete.as_secs_f64() / (in_claim + in_complete).as_secs_f64(),
     );
 
-    latency(&broker, 200).await?;
     Ok(())
 }
 

@@ -17,6 +17,10 @@ CREATE TABLE tasks (
     attempts         BIGINT      NOT NULL DEFAULT 0,
     max_retries      BIGINT      NOT NULL,
     run_at           TIMESTAMPTZ NOT NULL,
+    -- A waiting task whose run_at has come (set at submission when due,
+    -- else by the claim that first finds it due): claims look only at
+    -- these, so tasks waiting for a far ETA cost a claim nothing.
+    ready            BOOLEAN     NOT NULL,
     -- Set only while the task is live: released (NULL) on a terminal state.
     unique_key       TEXT,
     group_id         UUID,
@@ -40,7 +44,10 @@ CREATE TABLE tasks (
 
 -- Claims: the ready tasks of one queue in claim order.
 CREATE INDEX tasks_claim ON tasks (queue, priority DESC, run_at, id)
-    WHERE state IN ('pending', 'scheduled', 'retrying');
+    WHERE state IN ('pending', 'scheduled', 'retrying') AND ready;
+-- Claims first mark the waiting tasks that have become due as ready.
+CREATE INDEX tasks_due ON tasks (run_at)
+    WHERE state IN ('pending', 'scheduled', 'retrying') AND NOT ready;
 -- Heartbeats (cancel requests) and rescue: the running tasks.
 CREATE INDEX tasks_running ON tasks (worker_id) WHERE state = 'running';
 -- At most one live task per unique key.

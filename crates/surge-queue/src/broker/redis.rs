@@ -30,7 +30,7 @@
 //! | `P c:{group}` | hash | a chord: members left, and the callback submission |
 //! | `P schedule:def`, `:next`, `:last` | hashes | schedule name → JSON, next tick, last tick |
 //! | `P rate:{key}` | hash | a token bucket (expires once full again) |
-//! | `P wake` | channel | queue names with a task due now (see `wake.rs`) |
+//! | `P wake` | channel | queue names with a task due now or an earlier next ETA (see `wake.rs`) |
 //!
 //! # Costs and caveats
 //! - Claim and complete cost a few commands per task inside one script;
@@ -44,7 +44,12 @@
 //!   filters as it goes: cheap without filters or by group, but a filter
 //!   that matches few tasks reads up to every stored task to fill a page.
 //! - [`Broker::enqueue`] of a batch is one script, so one huge batch blocks
-//!   Redis while it runs (about a microsecond or two per task field).
+//!   Redis while it runs (measured: about 10 µs per task, so 10,000 tasks
+//!   hold Redis for about 0.1 s). Ids are chosen by the submitter, so a
+//!   submission retried after a timeout creates nothing twice.
+//! - A task that ends releases its unique key and drops it from its record
+//!   (`unique_key` is `None` from then on, also after a manual retry).
+//! - A chord created with 0 members enqueues its callback at once.
 //! - A task that rescue finds with no attempt left ends `dead` without an
 //!   `expires_at` (rescue has no retention to apply): kept until retried by
 //!   hand.

@@ -294,6 +294,7 @@ impl Broker for PgBroker {
             .bind(worker.to_string())
             .bind(names)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(self.channel())
             .fetch_all(self.pool())
             .await?;
         let mut tasks = rows
@@ -348,7 +349,7 @@ impl Broker for PgBroker {
         epoch: i64,
         progress: &Progress,
     ) -> Result<bool, BrokerError> {
-        let done = sqlx::query(sql::PROGRESS)
+        let done = sqlx::query(&sql::PROGRESS)
             .bind(id.to_string())
             .bind(epoch)
             .bind(json(progress)?)

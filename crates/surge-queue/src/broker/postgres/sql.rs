@@ -3,6 +3,16 @@
 //! Every statement runs on its own (autocommit), so each operation is one
 //! round trip and one transaction. Waking claimers is part of the same
 //! statement (`pg_notify`, delivered at commit).
+//!
+//! Plans must not depend on estimates, which are stale on a queue table:
+//! - updates of rows chosen by a subquery take them as `id = ANY
+//!   (ARRAY(…))`, a primary-key lookup of those ids (a join could become a
+//!   scan of the whole table);
+//! - statements that address tasks by id and must find them running say
+//!   [`RUNNING`] instead of `state = 'running'`: the same test, but one
+//!   that does not let the planner read the whole running-task index
+//!   instead (with stats that saw few running tasks it did, then matched
+//!   each of them against the whole batch).
 
 use std::sync::LazyLock;
 
@@ -11,16 +21,20 @@ use super::columns::{CompletionColumns, TASK_COLUMNS, TaskColumns};
 /// States a task waits in (claimable once due).
 const WAITING: &str = "('pending', 'scheduled', 'retrying')";
 
+/// `t` is running, in a form the planner does not match with the partial
+/// index `tasks_running` (see the module docs).
+const RUNNING: &str = "t.state IS NOT DISTINCT FROM 'running'";
+
 /// `INSERT` of the rows of `source` (a table `n` with [`TaskColumns`]'
 /// columns), skipping ids that exist and unique keys that are held;
 /// returns the id, queue and state of the created tasks.
 fn insert_tasks(source: &str) -> String {
     format!(
         "INSERT INTO tasks (id, kind, args, queue, priority, state, max_retries, run_at, \
-                            unique_key, group_id, options)
+                            ready, unique_key, group_id, options)
          SELECT n.id, n.kind, n.args, n.queue, n.priority,
                 CASE WHEN n.run_at <= now() THEN 'pending' ELSE 'scheduled' END,
-                n.max_retries, n.run_at, n.unique_key, n.group_id, n.options
+                n.max_retries, n.run_at, n.run_at <= now(), n.unique_key, n.group_id, n.options
          FROM {source}
          ON CONFLICT DO NOTHING
          RETURNING id, queue, state"
@@ -49,10 +63,19 @@ pub(super) static ENQUEUE: LazyLock<String> = LazyLock::new(|| {
 pub(super) const EXISTING: &str = "SELECT id::text, unique_key FROM tasks
      WHERE id = ANY($1::uuid[]) OR unique_key = ANY($2::text[])";
 
-/// `$1` worker, `$2` queues, `$3` limit. Each queue's ready tasks come from
-/// its own ordered index range (an `= ANY` over several queues would sort
-/// every ready task); nothing is locked when the worker's lease is not
-/// valid.
+/// How many newly due tasks one claim marks ready (for every queue).
+const PROMOTE_AT_ONCE: u32 = 1_000;
+
+/// `$1` worker, `$2` queues, `$3` limit, `$4` channel.
+///
+/// First, up to [`PROMOTE_AT_ONCE`] waiting tasks of any queue whose
+/// `run_at` has come are marked ready (a due `scheduled` task becomes
+/// `pending`) and their queues notified: claimable from the next claim on,
+/// which the notification triggers. Then the claim proper takes only ready
+/// tasks, so tasks waiting for a far ETA cost it nothing. Each queue's
+/// ready tasks come from its own ordered index range (an `= ANY` over
+/// several queues would sort every ready task); nothing is locked when the
+/// worker's lease is not valid.
 ///
 /// A claim commits without waiting for its WAL flush (`synchronous_commit`
 /// off for its own transaction only): a claim lost in a server crash leaves
@@ -62,14 +85,24 @@ pub(super) const EXISTING: &str = "SELECT id::text, unique_key FROM tasks
 /// synchronous commit: losing one would lose a task or strand it running.)
 pub(super) static CLAIM: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH relaxed AS MATERIALIZED (
-             SELECT set_config('synchronous_commit', 'off', true)
+        "WITH promoted AS (
+             UPDATE tasks t SET ready = true,
+                 state = CASE WHEN t.state = 'scheduled' THEN 'pending' ELSE t.state END
+             WHERE t.id = ANY (ARRAY(
+                 SELECT id FROM tasks
+                 WHERE state IN {WAITING} AND NOT ready AND run_at <= now()
+                 ORDER BY run_at
+                 LIMIT {PROMOTE_AT_ONCE}
+                 FOR UPDATE SKIP LOCKED))
+             -- Runs whether or not the claim takes anything; the server
+             -- sends one notification per queue.
+             RETURNING pg_notify($4, t.queue)
          ),
          picked AS MATERIALIZED (
              SELECT pick.id FROM unnest($2::text[]) AS q(name)
              CROSS JOIN LATERAL (
                  SELECT id, priority, run_at FROM tasks
-                 WHERE queue = q.name AND state IN {WAITING} AND run_at <= now()
+                 WHERE queue = q.name AND state IN {WAITING} AND ready AND run_at <= now()
                  ORDER BY priority DESC, run_at, id
                  LIMIT $3
                  FOR UPDATE SKIP LOCKED
@@ -81,7 +114,9 @@ pub(super) static CLAIM: LazyLock<String> = LazyLock::new(|| {
          )
          UPDATE tasks t SET state = 'running', worker_id = $1::uuid, started_at = now(),
              attempts = t.attempts + 1, epoch = t.epoch + 1, progress = NULL
-         FROM picked, relaxed WHERE t.id = picked.id
+         WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
+           -- Evaluated once (an init plan), for this transaction only.
+           AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
          RETURNING {TASK_COLUMNS}"
     )
 });
@@ -115,7 +150,7 @@ pub(super) static COMPLETE: LazyLock<String> = LazyLock::new(|| {
          UNION SELECT queue FROM created WHERE state = 'pending'",
     );
     format!(
-        "WITH done AS (
+        "WITH done AS MATERIALIZED (
              SELECT * FROM unnest($1::uuid[], $2::int8[], $3::uuid[], $4::text[], $5::jsonb[],
                                   $6::jsonb[], $7::timestamptz[], $8::timestamptz[])
                  WITH ORDINALITY AS d(id, epoch, worker_id, outcome, result, error, run_at,
@@ -129,6 +164,8 @@ pub(super) static COMPLETE: LazyLock<String> = LazyLock::new(|| {
                  attempts = CASE WHEN d.outcome = 'requeue' THEN greatest(t.attempts - 1, 0)
                                  ELSE t.attempts END,
                  run_at = coalesce(d.run_at, t.run_at),
+                 -- Waiting again (retry, requeue): claimable at once if due.
+                 ready = coalesce(d.run_at <= now(), false),
                  result = CASE WHEN d.outcome = 'succeeded' THEN d.result ELSE t.result END,
                  error = coalesce(d.error, t.error),
                  -- expires_at is given exactly for the terminal outcomes.
@@ -136,7 +173,7 @@ pub(super) static COMPLETE: LazyLock<String> = LazyLock::new(|| {
                  expires_at = d.expires_at,
                  unique_key = CASE WHEN d.expires_at IS NULL THEN t.unique_key END
              FROM done d
-             WHERE t.id = d.id AND t.state = 'running' AND t.epoch = d.epoch
+             WHERE t.id = d.id AND {RUNNING} AND t.epoch = d.epoch
                AND t.worker_id = d.worker_id
                AND EXISTS (SELECT 1 FROM workers w
                            WHERE w.id = d.worker_id AND w.lease_expires_at > now())
@@ -174,8 +211,12 @@ pub(super) static CREATE_CHORD: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// `$1` task, `$2` epoch, `$3` progress.
-pub(super) const PROGRESS: &str = "UPDATE tasks SET progress = $3::jsonb
-     WHERE id = $1::uuid AND epoch = $2 AND state = 'running'";
+pub(super) static PROGRESS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE tasks t SET progress = $3::jsonb
+         WHERE t.id = $1::uuid AND t.epoch = $2 AND {RUNNING}"
+    )
+});
 
 /// `$1` id, `$2` hostname, `$3` pid, `$4` queues, `$5` concurrency, `$6`
 /// started at, `$7` lease ttl.
@@ -218,17 +259,11 @@ pub(super) static RESCUE: LazyLock<String> = LazyLock::new(|| {
         "SELECT DISTINCT queue FROM moved WHERE state = 'retrying'",
     );
     format!(
-        "WITH lost AS (
-             SELECT t.id FROM tasks t
-             WHERE t.state = 'running'
-               AND NOT EXISTS (SELECT 1 FROM workers w
-                               WHERE w.id = t.worker_id AND w.lease_expires_at > now())
-             FOR UPDATE OF t SKIP LOCKED
-         ),
-         moved AS (
+        "WITH moved AS (
              UPDATE tasks t SET
                  state = CASE WHEN t.attempts > t.max_retries THEN 'dead' ELSE 'retrying' END,
                  run_at = now(),
+                 ready = true,
                  error = jsonb_build_object(
                      'category', 'system',
                      'message', 'lease expired: worker '
@@ -242,7 +277,12 @@ pub(super) static RESCUE: LazyLock<String> = LazyLock::new(|| {
                      END,
                  unique_key = CASE WHEN t.attempts > t.max_retries THEN NULL
                                    ELSE t.unique_key END
-             FROM lost WHERE t.id = lost.id
+             WHERE t.id = ANY (ARRAY(
+                 SELECT lost.id FROM tasks lost
+                 WHERE lost.state = 'running'
+                   AND NOT EXISTS (SELECT 1 FROM workers w
+                                   WHERE w.id = lost.worker_id AND w.lease_expires_at > now())
+                 FOR UPDATE SKIP LOCKED))
              RETURNING t.state, t.queue, t.group_id
          ),
          failed_chords AS (
@@ -276,8 +316,7 @@ pub(super) const CANCEL: &str = "WITH old AS (
              finished_at = CASE WHEN old.state = 'running' THEN t.finished_at ELSE now() END,
              expires_at = CASE WHEN old.state = 'running' THEN t.expires_at ELSE $2 END
          FROM old
-         WHERE t.id = old.id
-           AND old.state IN ('pending', 'scheduled', 'retrying', 'running')
+         WHERE t.id = $1::uuid AND old.state IN ('pending', 'scheduled', 'retrying', 'running')
          RETURNING t.state, t.group_id
      ),
      failed_chords AS (
@@ -295,11 +334,11 @@ pub(super) static RETRY: LazyLock<String> = LazyLock::new(|| {
              SELECT id, state FROM tasks WHERE id = $1::uuid FOR UPDATE
          ),
          requeued AS (
-             UPDATE tasks t SET state = 'pending', run_at = now(), attempts = 0,
+             UPDATE tasks t SET state = 'pending', run_at = now(), ready = true, attempts = 0,
                  error = NULL, result = NULL, progress = NULL, cancel_requested = false,
                  finished_at = NULL, expires_at = NULL
              FROM old
-             WHERE t.id = old.id AND old.state IN ('dead', 'failed', 'cancelled')
+             WHERE t.id = $1::uuid AND old.state IN ('dead', 'failed', 'cancelled')
              RETURNING t.queue
          )
          SELECT old.state, {wake} FROM old"
@@ -313,16 +352,16 @@ pub(super) const COUNTS: &str =
 /// `$1` limit: how many tasks were deleted. Chords that are done and have
 /// no task left go too (a later prune gets those whose last tasks this
 /// one deletes).
-pub(super) const PRUNE: &str = "WITH expired AS (
-         SELECT id FROM tasks
-         WHERE expires_at <= now()
-           AND state IN ('succeeded', 'failed', 'cancelled', 'dead')
-         ORDER BY expires_at
-         LIMIT $1
-         FOR UPDATE SKIP LOCKED
-     ),
-     pruned AS (
-         DELETE FROM tasks t USING expired WHERE t.id = expired.id RETURNING t.id
+pub(super) const PRUNE: &str = "WITH pruned AS (
+         DELETE FROM tasks
+         WHERE id = ANY (ARRAY(
+             SELECT id FROM tasks
+             WHERE expires_at <= now()
+               AND state IN ('succeeded', 'failed', 'cancelled', 'dead')
+             ORDER BY expires_at
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED))
+         RETURNING id
      ),
      done_chords AS (
          DELETE FROM chords c

@@ -3,7 +3,7 @@
 //!
 //! - Writes: one writer task per process owns one connection and commits
 //!   every queued write in one `BEGIN IMMEDIATE` transaction (group commit;
-//!   see [`writer`]). Callers in this process never see "database is
+//!   see the `writer` module). Callers in this process never see "database is
 //!   locked"; a `surge worker` in another process on the same file competes
 //!   through `busy_timeout` (the config's `acquire_timeout`), after which a
 //!   call fails with [`BrokerError::Unavailable`].
