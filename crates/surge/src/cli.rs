@@ -27,13 +27,88 @@ pub(crate) enum Command {
     /// Add, list and remove cron schedules.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Measure surge on this machine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `surge bench …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// The task queue: burn-down, end-to-end and submit-to-start latency of
+    /// no-op tasks with in-process workers (the ones `surge serve` embeds),
+    /// on a fresh SQLite file, PostgreSQL schema or Redis namespace that is
+    /// deleted at the end.
+    Queue(BenchQueueArgs),
+}
+
+/// A phase of `surge bench queue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BenchPhase {
+    /// Pre-insert the tasks (not timed), start the workers, time until all
+    /// succeeded.
+    Burn,
+    /// Workers idle; submit one task per call, time until all succeeded.
+    E2e,
+    /// Workers idle; one task every --latency-interval-ms; submit-to-start.
+    Latency,
+}
+
+/// `surge bench queue` flags.
+#[derive(Debug, Args)]
+pub(crate) struct BenchQueueArgs {
+    /// sqlite://PATH (created, refused if it exists unless --overwrite,
+    /// deleted at the end), postgres://USER@HOST/DB (a schema bench_<random>
+    /// is created and dropped) or redis://HOST:PORT (a namespace
+    /// surge-bench-<random> whose keys are deleted).
+    #[arg(long, value_name = "URL", default_value = "sqlite://surge-bench.db")]
+    pub(crate) broker: String,
+    /// Replace an existing SQLite file.
+    #[arg(long)]
+    pub(crate) overwrite: bool,
+    /// Tasks in the burn-down and end-to-end phases.
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    pub(crate) tasks: u64,
+    /// Worker slots (tasks run at once) per worker.
+    #[arg(long, value_name = "C", default_value_t = 256)]
+    pub(crate) concurrency: usize,
+    /// Workers in this process, each with its own claim loop, acker and
+    /// lease, sharing one broker connection pool (as `surge serve` does).
+    #[arg(long, value_name = "W", default_value_t = 1)]
+    pub(crate) workers: usize,
+    /// Concurrent submitters in the end-to-end phase (1 = one `.delay()`
+    /// call after another, as the Celery peer does).
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub(crate) submitters: usize,
+    /// Tasks in the latency phase.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub(crate) latency_tasks: u64,
+    /// Milliseconds between two submissions in the latency phase.
+    #[arg(long, value_name = "MS", default_value_t = 2.0)]
+    pub(crate) latency_interval_ms: f64,
+    /// Phases to run, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "burn,e2e,latency"
+    )]
+    pub(crate) phase: Vec<BenchPhase>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Where the task broker is (shared by the queue commands).
 #[derive(Debug, Args, Clone)]
 pub(crate) struct BrokerArgs {
     /// sqlite://PATH, postgres://USER@HOST/DB or redis://HOST:PORT.
-    #[arg(long, env = "SURGE_BROKER_URL", value_name = "URL", default_value = "sqlite://surge.db")]
+    #[arg(
+        long,
+        env = "SURGE_BROKER_URL",
+        value_name = "URL",
+        default_value = "sqlite://surge.db"
+    )]
     pub(crate) broker: String,
 }
 
@@ -46,7 +121,12 @@ pub(crate) struct WorkerArgs {
     #[arg(long, env = "SURGE_CONCURRENCY", default_value_t = 64)]
     pub(crate) concurrency: usize,
     /// Queues to take tasks from, comma-separated.
-    #[arg(long, env = "SURGE_QUEUES", value_delimiter = ',', default_value = "default")]
+    #[arg(
+        long,
+        env = "SURGE_QUEUES",
+        value_delimiter = ',',
+        default_value = "default"
+    )]
     pub(crate) queues: Vec<String>,
     /// Seconds a lease lives without a heartbeat; a dead worker's tasks run
     /// again this long after it died.

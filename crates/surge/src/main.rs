@@ -1,5 +1,6 @@
 //! The `surge` binary: CLI, configuration, wiring, graceful shutdown.
 
+mod bench_queue;
 mod cli;
 mod config;
 mod logging;
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{BenchCommand, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Command::Worker(args) => runtime.block_on(queue::run_worker(args)),
         Command::Task(command) => runtime.block_on(queue::run_task(command)),
         Command::Schedule(command) => runtime.block_on(queue::run_schedule(command)),
+        Command::Bench(BenchCommand::Queue(args)) => runtime.block_on(bench_queue::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
