@@ -1,13 +1,15 @@
 //! Submitting tasks, workflows and schedules, and awaiting results.
 
+use std::collections::VecDeque;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use surge_core::ErrorCategory;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::broker::Broker;
@@ -100,12 +102,36 @@ pub struct TaskHandle<T> {
     _result: PhantomData<fn() -> T>,
 }
 
+/// Most submissions of concurrent [`Client::submit`] calls stored in one
+/// broker call.
+const MAX_COALESCED: usize = 256;
+
+/// A [`Client::submit`] waiting for its task to be stored.
+struct Waiting {
+    task: NewTask,
+    answer: oneshot::Sender<Result<Enqueued, SubmitError>>,
+}
+
+/// Group commit of concurrent [`Client::submit`] calls: the calls queue
+/// their task; whichever takes the turn stores everything queued (up to
+/// [`MAX_COALESCED`]) in one [`Broker::enqueue`] and answers each call. A
+/// lone call is stored at once, alone; calls arriving while a store is in
+/// flight share the next one (one transaction, one wake-up, one round trip
+/// instead of one each).
+#[derive(Default)]
+struct Coalescer {
+    waiting: Mutex<VecDeque<Waiting>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
 /// Submits tasks to a broker, validating them against a registry.
+/// Clones share one broker handle and one submission queue.
 #[derive(Clone)]
 pub struct Client<B: Broker> {
     broker: B,
     registry: Arc<Registry>,
     publish_retry: PublishRetry,
+    coalescer: Arc<Coalescer>,
 }
 
 impl<B: Broker> std::fmt::Debug for Client<B> {
@@ -124,6 +150,7 @@ impl<B: Broker> Client<B> {
             broker,
             registry,
             publish_retry: PublishRetry::default(),
+            coalescer: Arc::default(),
         }
     }
 
@@ -163,15 +190,93 @@ impl<B: Broker> Client<B> {
             .with_options(options))
     }
 
-    /// Submits `task` (see [`Client::submit_many`]).
+    /// Submits `task` (see [`Client::submit_many`]). Concurrent calls (of
+    /// this client and its clones) are stored together, in one broker call
+    /// per batch, each task with its own outcome; a call whose future is
+    /// dropped may still have its task stored.
     ///
     /// # Errors
     /// As [`Client::submit_many`].
     pub async fn submit(&self, task: NewTask) -> Result<Enqueued, SubmitError> {
-        let mut out = self.submit_many(std::slice::from_ref(&task)).await?;
-        out.pop().ok_or_else(|| {
-            SubmitError::Broker(BrokerError::Data("enqueue returned nothing".into()))
-        })
+        self.validate(&task)?;
+        let (answer, mut result) = oneshot::channel();
+        self.waiting().push_back(Waiting { task, answer });
+        loop {
+            let turn = self.coalescer.turn.lock().await;
+            match result.try_recv() {
+                Ok(r) => return r,
+                Err(oneshot::error::TryRecvError::Closed) => return Err(abandoned()),
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let batch: Vec<Waiting> = {
+                let mut waiting = self.waiting();
+                let n = waiting.len().min(MAX_COALESCED);
+                waiting.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                // Taken by a store whose caller went away: it still answers.
+                drop(turn);
+                return result.await.unwrap_or_else(|_| Err(abandoned()));
+            }
+            // On a task of its own, so that the store and the answers
+            // survive this call being dropped.
+            let client = self.clone();
+            let _ = tokio::spawn(async move { client.store(batch).await }).await;
+        }
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, VecDeque<Waiting>> {
+        self.coalescer
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores one batch of [`Client::submit`] calls and answers them.
+    async fn store(&self, batch: Vec<Waiting>) {
+        let (tasks, answers): (Vec<NewTask>, Vec<_>) =
+            batch.into_iter().map(|w| (w.task, w.answer)).unzip();
+        match self.enqueue_retrying(&tasks).await {
+            Ok(out) if out.len() == tasks.len() => {
+                for (answer, e) in answers.into_iter().zip(out) {
+                    let _ = answer.send(Ok(e));
+                }
+            }
+            Ok(out) => {
+                for answer in answers {
+                    let _ = answer.send(Err(SubmitError::Broker(BrokerError::Data(format!(
+                        "enqueue of {} tasks returned {} outcomes",
+                        tasks.len(),
+                        out.len()
+                    )))));
+                }
+            }
+            Err(e) if e.is_transient() || tasks.len() == 1 => {
+                let message = e.to_string();
+                let mut e = Some(e);
+                for answer in answers {
+                    let error = e
+                        .take()
+                        .unwrap_or_else(|| BrokerError::unavailable(&message));
+                    let _ = answer.send(Err(SubmitError::Broker(error)));
+                }
+            }
+            Err(_) => {
+                // Refused, not unavailable: store each alone, so that each
+                // call gets its own outcome and one bad task fails no other.
+                for (task, answer) in tasks.iter().zip(answers) {
+                    let one = match self.enqueue_retrying(std::slice::from_ref(task)).await {
+                        Ok(mut out) => out.pop().ok_or_else(|| {
+                            SubmitError::Broker(BrokerError::Data(
+                                "enqueue returned nothing".into(),
+                            ))
+                        }),
+                        Err(e) => Err(e.into()),
+                    };
+                    let _ = answer.send(one);
+                }
+            }
+        }
     }
 
     /// Validates `tasks` (kinds, args, names — follow-ups too) and stores
@@ -185,6 +290,11 @@ impl<B: Broker> Client<B> {
         for task in tasks {
             self.validate(task)?;
         }
+        Ok(self.enqueue_retrying(tasks).await?)
+    }
+
+    /// [`Broker::enqueue`], retried while the broker is unavailable.
+    async fn enqueue_retrying(&self, tasks: &[NewTask]) -> Result<Vec<Enqueued>, BrokerError> {
         let mut wait = self.publish_retry.first;
         let mut attempt = 1;
         loop {
@@ -196,7 +306,7 @@ impl<B: Broker> Client<B> {
                     wait = (wait * 2).min(self.publish_retry.max);
                     attempt += 1;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -408,6 +518,13 @@ impl<B: Broker> Client<B> {
             }
         }
     }
+}
+
+/// The answer of a submission whose store was lost (its task panicked).
+fn abandoned() -> SubmitError {
+    SubmitError::Broker(BrokerError::unavailable(
+        "the submission's store was abandoned; it may or may not have been stored",
+    ))
 }
 
 fn into_group(mut tasks: Vec<NewTask>) -> Result<(TaskId, Vec<NewTask>), SubmitError> {

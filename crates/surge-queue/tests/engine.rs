@@ -506,6 +506,52 @@ async fn unique_keys_under_concurrent_submission(b: AnyBroker) {
     assert_eq!(ids.len(), 1);
 }
 
+/// Concurrent `submit` calls are stored together (group commit), yet each
+/// gets its own outcome: a resubmitted id is reported not created, a bad
+/// kind fails alone, and every task is stored once.
+async fn concurrent_submissions_each_get_their_own_outcome(b: AnyBroker) {
+    let c = client(&b);
+    let tasks: Vec<NewTask> = (0..300)
+        .map(|i| c.task("noop", json!(i)).unwrap().with_queue("coalesced"))
+        .collect();
+    let mut joins = Vec::new();
+    // Every task twice (the second a resubmission of the same id), plus
+    // calls that must fail on their own.
+    for (i, t) in tasks.iter().chain(&tasks).enumerate() {
+        let (one, t) = (c.clone(), t.clone());
+        joins.push(tokio::spawn(async move { (t.id, one.submit(t).await) }));
+        if i % 50 == 0 {
+            let c = c.clone();
+            joins.push(tokio::spawn(async move {
+                let bad = NewTask::new("no.such.kind", Value::Null);
+                (bad.id, c.submit(bad).await)
+            }));
+        }
+    }
+    let mut created = std::collections::HashMap::new();
+    let mut refused = 0;
+    for j in joins {
+        match j.await.unwrap() {
+            (id, Ok(e)) => {
+                assert_eq!(e.id, id, "each call is answered with its own task");
+                *created.entry(id).or_insert(0) += usize::from(e.created);
+            }
+            (_, Err(surge_queue::SubmitError::Kind(_))) => refused += 1,
+            (id, Err(e)) => panic!("submission of {id} failed: {e}"),
+        }
+    }
+    assert_eq!(refused, 12);
+    assert_eq!(created.len(), 300);
+    assert!(
+        created.values().all(|&n| n == 1),
+        "each id created exactly once"
+    );
+    for t in &tasks {
+        let stored = b.get(t.id).await.unwrap().expect("stored");
+        assert_eq!(stored.args, t.args);
+    }
+}
+
 async fn rate_limit_spaces_starts(b: AnyBroker) {
     let one = start(&b, fast_config());
     let two = start(&b, fast_config());
@@ -616,6 +662,7 @@ macro_rules! engine_tests {
                 chain_group_and_chord,
                 cron_ticks_fire_once_with_two_schedulers,
                 unique_keys_under_concurrent_submission,
+                concurrent_submissions_each_get_their_own_outcome,
                 rate_limit_spaces_starts,
                 eta_in_past_and_future,
                 shutdown_hands_back_running_tasks
