@@ -121,12 +121,7 @@ pub(crate) struct WorkerArgs {
     #[arg(long, env = "SURGE_CONCURRENCY", default_value_t = 64)]
     pub(crate) concurrency: usize,
     /// Queues to take tasks from, comma-separated.
-    #[arg(
-        long,
-        env = "SURGE_QUEUES",
-        value_delimiter = ',',
-        default_value = "default"
-    )]
+    #[arg(long, env = "SURGE_QUEUES", value_delimiter = ',', default_value = "default")]
     pub(crate) queues: Vec<String>,
     /// Seconds a lease lives without a heartbeat; a dead worker's tasks run
     /// again this long after it died.

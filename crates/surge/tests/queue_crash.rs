@@ -79,11 +79,7 @@ async fn connect(url: String, namespace: String) -> Target {
         ..BrokerConfig::default()
     };
     let broker = AnyBroker::connect(&url, &config).await.expect("broker");
-    Target {
-        url,
-        namespace,
-        broker,
-    }
+    Target { url, namespace, broker }
 }
 
 fn worker(t: &Target, concurrency: u32) -> Child {
@@ -121,11 +117,7 @@ fn sigterm(child: &mut Child) {
 }
 
 fn count(counts: &[QueueCount], state: TaskState) -> u64 {
-    counts
-        .iter()
-        .filter(|c| c.state == state)
-        .map(|c| c.count)
-        .sum()
+    counts.iter().filter(|c| c.state == state).map(|c| c.count).sum()
 }
 
 /// Waits until every task is terminal; returns the counts.
@@ -133,22 +125,14 @@ async fn settle(b: &AnyBroker, n: u64) -> Vec<QueueCount> {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let counts = b.counts().await.expect("counts");
-        let terminal: u64 = [
-            TaskState::Succeeded,
-            TaskState::Failed,
-            TaskState::Dead,
-            TaskState::Cancelled,
-        ]
-        .into_iter()
-        .map(|s| count(&counts, s))
-        .sum();
+        let terminal: u64 = [TaskState::Succeeded, TaskState::Failed, TaskState::Dead, TaskState::Cancelled]
+            .into_iter()
+            .map(|s| count(&counts, s))
+            .sum();
         if terminal >= n {
             return counts;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "tasks never settled: {counts:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "tasks never settled: {counts:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -160,10 +144,7 @@ fn tasks(client: &Client<AnyBroker>, n: usize) -> Vec<NewTask> {
                 .task("sleep", json!({ "ms": (i % 40) as u64 }))
                 .expect("task")
                 .with_max_retries(100);
-            t.options.backoff = Backoff {
-                base_ms: 10,
-                cap_ms: 100,
-            };
+            t.options.backoff = Backoff { base_ms: 10, cap_ms: 100 };
             t
         })
         .collect()
@@ -186,16 +167,11 @@ async fn assert_all_succeeded_once(b: &AnyBroker, submitted: &[NewTask]) {
             rescued += 1;
         }
     }
-    assert!(
-        rescued > 0,
-        "no kill landed on a running task; the test proved nothing"
-    );
+    assert!(rescued > 0, "no kill landed on a running task; the test proved nothing");
 }
 
 async fn workers_killed_over_and_over(backend: &str) {
-    let Some(t) = target(backend).await else {
-        return;
-    };
+    let Some(t) = target(backend).await else { return };
     let client = Client::new(t.broker.clone(), Arc::new(Registry::with_builtins()));
     let submitted = tasks(&client, 3000);
     for chunk in submitted.chunks(500) {
@@ -233,9 +209,7 @@ async fn sigkilled_workers_lose_nothing_redis() {
 /// goes dead, instead of killing workers forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn task_that_kills_its_worker_goes_dead() {
-    let Some(t) = target("sqlite").await else {
-        return;
-    };
+    let Some(t) = target("sqlite").await else { return };
     let client = Client::new(t.broker.clone(), Arc::new(Registry::with_builtins()));
     let task = client
         .task("sleep", json!({ "ms": 600_000 }))
@@ -250,10 +224,7 @@ async fn task_that_kills_its_worker_goes_dead() {
             if r.state == TaskState::Running && r.attempts == attempt {
                 break;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "attempt {attempt} never started: {r:?}"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "attempt {attempt} never started: {r:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         sigkill(&mut w);
@@ -266,10 +237,7 @@ async fn task_that_kills_its_worker_goes_dead() {
         if r.state.is_terminal() {
             break r;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never rescued: {r:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "never rescued: {r:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(dead.state, TaskState::Dead);
@@ -305,10 +273,7 @@ impl PrivateRedis {
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
-        let r = PrivateRedis {
-            child,
-            dir: dir.to_owned(),
-        };
+        let r = PrivateRedis { child, dir: dir.to_owned() };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Some(r);
@@ -327,11 +292,7 @@ impl Drop for PrivateRedis {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Redis killed with SIGKILL and restarted mid-run (append-only file,
@@ -347,11 +308,7 @@ async fn redis_restart_mid_run_loses_nothing() {
         .expect("temp dir");
     let port = free_port();
     let mut redis = PrivateRedis::start(port, dir.path()).expect("redis-server starts");
-    let t = connect(
-        format!("redis://127.0.0.1:{port}"),
-        format!("restart-{}", suffix()),
-    )
-    .await;
+    let t = connect(format!("redis://127.0.0.1:{port}"), format!("restart-{}", suffix())).await;
     let client = Client::new(t.broker.clone(), Arc::new(Registry::with_builtins()));
     let submitted = tasks(&client, 2000);
     for chunk in submitted.chunks(500) {

@@ -160,6 +160,8 @@ fn field<T: DeserializeOwned>(
     }
 }
 
+
+
 fn seconds(
     body: &Map<String, Value>,
     name: &str,
@@ -577,10 +579,7 @@ fn uuid_param(query: &QueryParams, name: &str, errors: &mut Vec<FieldError>) -> 
     match raw.parse() {
         Ok(id) => Some(id),
         Err(_) => {
-            errors.push(FieldError::new(
-                name,
-                format!("must be a UUID, got {raw:?}"),
-            ));
+            errors.push(FieldError::new(name, format!("must be a UUID, got {raw:?}")));
             None
         }
     }
