@@ -565,7 +565,10 @@ mod tests {
             high |= d > 300;
         }
         assert!(low && high, "full jitter spans the whole range");
-        let zero = Backoff { base_ms: 0, cap_ms: 0 };
+        let zero = Backoff {
+            base_ms: 0,
+            cap_ms: 0,
+        };
         assert_eq!(zero.delay(3).as_millis(), 0);
     }
 

@@ -38,7 +38,11 @@ pub async fn sqlite() -> Option<AnyBroker> {
         .expect("temp dir")
         .keep();
     let url = format!("sqlite://{}", dir.join("queue.db").display());
-    Some(AnyBroker::connect(&url, &BrokerConfig::default()).await.expect("sqlite broker"))
+    Some(
+        AnyBroker::connect(&url, &BrokerConfig::default())
+            .await
+            .expect("sqlite broker"),
+    )
 }
 
 /// The URL of a new PostgreSQL schema.
@@ -58,7 +62,11 @@ pub async fn postgres_url() -> Option<String> {
 /// A broker on a new PostgreSQL schema.
 pub async fn postgres() -> Option<AnyBroker> {
     let url = postgres_url().await?;
-    Some(AnyBroker::connect(&url, &BrokerConfig::default()).await.expect("postgres broker"))
+    Some(
+        AnyBroker::connect(&url, &BrokerConfig::default())
+            .await
+            .expect("postgres broker"),
+    )
 }
 
 /// A broker on a new Redis namespace.
@@ -68,5 +76,9 @@ pub async fn redis() -> Option<AnyBroker> {
         namespace: format!("qe-{}", suffix()),
         ..BrokerConfig::default()
     };
-    Some(AnyBroker::connect(&url, &config).await.expect("redis broker"))
+    Some(
+        AnyBroker::connect(&url, &config)
+            .await
+            .expect("redis broker"),
+    )
 }

@@ -135,7 +135,12 @@ pub(crate) async fn create(
     let schedule = match state.queue.client().schedule(&name, &cron, &tz, task).await {
         Ok(s) => s,
         Err(SubmitError::Broker(e)) => return Err(e.into()),
-        Err(e) => return Err(ApiError::validation(vec![FieldError::new("body", e.to_string())])),
+        Err(e) => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "body",
+                e.to_string(),
+            )]));
+        }
     };
     Ok((StatusCode::CREATED, Json(ScheduleView::from(schedule))).into_response())
 }

@@ -160,8 +160,6 @@ fn field<T: DeserializeOwned>(
     }
 }
 
-
-
 fn seconds(
     body: &Map<String, Value>,
     name: &str,
@@ -579,7 +577,10 @@ fn uuid_param(query: &QueryParams, name: &str, errors: &mut Vec<FieldError>) -> 
     match raw.parse() {
         Ok(id) => Some(id),
         Err(_) => {
-            errors.push(FieldError::new(name, format!("must be a UUID, got {raw:?}")));
+            errors.push(FieldError::new(
+                name,
+                format!("must be a UUID, got {raw:?}"),
+            ));
             None
         }
     }
