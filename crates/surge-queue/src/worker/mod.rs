@@ -357,6 +357,7 @@ async fn claim_loop<B: Broker>(
     report: &mut WorkerReport,
 ) {
     let mut backoff = Duration::from_millis(50);
+    let mut empty_streak = 0u32;
     loop {
         // Wait for one free slot, then take every other free one.
         let Ok(first) = Arc::clone(&slots).acquire_owned().await else {
@@ -381,13 +382,26 @@ async fn claim_loop<B: Broker>(
             Ok(tasks) if tasks.is_empty() => {
                 drop(permits);
                 backoff = Duration::from_millis(50);
+                let waited = tokio::time::Instant::now();
                 shared
                     .broker
                     .wait_for_work(&shared.config.queues, shared.config.poll_interval)
                     .await;
+                // A hint says work is ready, yet the claim found none (the
+                // lease is being renewed after a loss, or another worker
+                // was faster): do not spin on it.
+                if waited.elapsed() < Duration::from_millis(1) {
+                    empty_streak += 1;
+                    if empty_streak > 3 {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                } else {
+                    empty_streak = 0;
+                }
             }
             Ok(tasks) => {
                 backoff = Duration::from_millis(50);
+                empty_streak = 0;
                 for task in tasks {
                     let Some(permit) = permits.pop() else { break };
                     report.started += 1;
