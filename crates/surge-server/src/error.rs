@@ -277,7 +277,9 @@ impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match e {
             SubmitError::Broker(b) => b.into(),
-            SubmitError::Kind(k) => ApiError::validation(vec![FieldError::new("kind", k.to_string())]),
+            SubmitError::Kind(k) => {
+                ApiError::validation(vec![FieldError::new("kind", k.to_string())])
+            }
             SubmitError::Schedule(s) => {
                 ApiError::validation(vec![FieldError::new("cron", s.to_string())])
             }

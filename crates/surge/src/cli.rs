@@ -33,7 +33,12 @@ pub(crate) enum Command {
 #[derive(Debug, Args, Clone)]
 pub(crate) struct BrokerArgs {
     /// sqlite://PATH, postgres://USER@HOST/DB or redis://HOST:PORT.
-    #[arg(long, env = "SURGE_BROKER_URL", value_name = "URL", default_value = "sqlite://surge.db")]
+    #[arg(
+        long,
+        env = "SURGE_BROKER_URL",
+        value_name = "URL",
+        default_value = "sqlite://surge.db"
+    )]
     pub(crate) broker: String,
 }
 
@@ -46,7 +51,12 @@ pub(crate) struct WorkerArgs {
     #[arg(long, env = "SURGE_CONCURRENCY", default_value_t = 64)]
     pub(crate) concurrency: usize,
     /// Queues to take tasks from, comma-separated.
-    #[arg(long, env = "SURGE_QUEUES", value_delimiter = ',', default_value = "default")]
+    #[arg(
+        long,
+        env = "SURGE_QUEUES",
+        value_delimiter = ',',
+        default_value = "default"
+    )]
     pub(crate) queues: Vec<String>,
     /// Seconds a lease lives without a heartbeat; a dead worker's tasks run
     /// again this long after it died.

@@ -170,7 +170,9 @@ pub(crate) fn worker_config(
         grace_period: grace,
         ..surge_queue::WorkerConfig::default()
     };
-    config.validate().map_err(|e| anyhow::anyhow!("invalid worker settings: {e}"))?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid worker settings: {e}"))?;
     Ok(config)
 }
 

@@ -27,10 +27,10 @@ fn broker_config(max_connections: u32) -> BrokerConfig {
         max_connections,
         ..BrokerConfig::default()
     };
-    if let Ok(ns) = std::env::var("SURGE_BROKER_NAMESPACE") {
-        if !ns.trim().is_empty() {
-            config.namespace = ns.trim().to_owned();
-        }
+    if let Ok(ns) = std::env::var("SURGE_BROKER_NAMESPACE")
+        && !ns.trim().is_empty()
+    {
+        config.namespace = ns.trim().to_owned();
     }
     config
 }
@@ -84,7 +84,11 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             tracing::info!(signal, "shutting down the worker");
         })
         .await?;
-    tracing::info!(started = report.started, handed_back = report.handed_back, "worker exited");
+    tracing::info!(
+        started = report.started,
+        handed_back = report.handed_back,
+        "worker exited"
+    );
     Ok(())
 }
 
@@ -146,7 +150,11 @@ pub(crate) async fn run_task(command: TaskCommand) -> anyhow::Result<()> {
                     writeln!(out, "{}", serde_json::to_string(t)?)?;
                 }
             } else {
-                writeln!(out, "{:<36}  {:<10}  {:<12}  {:<10}  {:>8}  CREATED", "ID", "STATE", "KIND", "QUEUE", "ATTEMPTS")?;
+                writeln!(
+                    out,
+                    "{:<36}  {:<10}  {:<12}  {:<10}  {:>8}  CREATED",
+                    "ID", "STATE", "KIND", "QUEUE", "ATTEMPTS"
+                )?;
                 for t in &tasks {
                     writeln!(
                         out,
@@ -165,7 +173,11 @@ pub(crate) async fn run_task(command: TaskCommand) -> anyhow::Result<()> {
         TaskCommand::Cancel { broker, id } => {
             let id = parse_id(&id)?;
             let c = client(&broker).await?;
-            match c.broker().cancel(id, Utc::now() + chrono::Duration::days(1)).await? {
+            match c
+                .broker()
+                .cancel(id, Utc::now() + chrono::Duration::days(1))
+                .await?
+            {
                 None => bail!("task {id} not found"),
                 Some(CancelOutcome::Cancelled) => writeln!(out, "cancelled {id}")?,
                 Some(CancelOutcome::Requested) => writeln!(
@@ -184,9 +196,9 @@ pub(crate) async fn run_task(command: TaskCommand) -> anyhow::Result<()> {
             match c.broker().retry(id).await? {
                 None => bail!("task {id} not found"),
                 Some(RetryOutcome::Requeued) => writeln!(out, "requeued {id}")?,
-                Some(RetryOutcome::NotRetryable(s)) => bail!(
-                    "task {id} is {s}; only dead, failed or cancelled tasks can be retried"
-                ),
+                Some(RetryOutcome::NotRetryable(s)) => {
+                    bail!("task {id} is {s}; only dead, failed or cancelled tasks can be retried")
+                }
             }
             Ok(())
         }
@@ -262,7 +274,12 @@ fn print_task(out: &mut impl Write, t: &TaskRecord, json: bool) -> anyhow::Resul
     writeln!(out, "attempts:  {} of {}", t.attempts, t.max_retries + 1)?;
     writeln!(out, "run at:    {}", t.run_at)?;
     if let Some(p) = &t.progress {
-        writeln!(out, "progress:  {:.0}% {}", p.fraction * 100.0, p.message.as_deref().unwrap_or(""))?;
+        writeln!(
+            out,
+            "progress:  {:.0}% {}",
+            p.fraction * 100.0,
+            p.message.as_deref().unwrap_or("")
+        )?;
     }
     if let Some(r) = &t.result {
         writeln!(out, "result:    {r}")?;
@@ -287,7 +304,9 @@ pub(crate) async fn run_schedule(command: ScheduleCommand) -> anyhow::Result<()>
             queue,
         } => {
             let c = client(&broker).await?;
-            let task = c.task(&kind, parse_json("--args", &args)?)?.with_queue(queue);
+            let task = c
+                .task(&kind, parse_json("--args", &args)?)?
+                .with_queue(queue);
             let s = c.schedule(&name, &cron, &tz, task).await?;
             writeln!(out, "schedule {} next fires at {}", s.name, s.next_fire_at)?;
         }
@@ -299,7 +318,11 @@ pub(crate) async fn run_schedule(command: ScheduleCommand) -> anyhow::Result<()>
                     writeln!(out, "{}", serde_json::to_string(s)?)?;
                 }
             } else {
-                writeln!(out, "{:<24}  {:<20}  {:<16}  {:<12}  NEXT FIRE", "NAME", "CRON", "TIME ZONE", "KIND")?;
+                writeln!(
+                    out,
+                    "{:<24}  {:<20}  {:<16}  {:<12}  NEXT FIRE",
+                    "NAME", "CRON", "TIME ZONE", "KIND"
+                )?;
                 for s in &all {
                     writeln!(
                         out,

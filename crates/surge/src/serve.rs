@@ -46,7 +46,13 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             backend = broker.backend(),
             "embedded workers starting"
         );
-        let worker = queue::worker(broker.clone(), &settings.broker_url, registry, config, metrics.tasks());
+        let worker = queue::worker(
+            broker.clone(),
+            &settings.broker_url,
+            registry,
+            config,
+            metrics.tasks(),
+        );
         tokio::spawn(worker.run(stopped()))
     });
 
@@ -109,7 +115,9 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         // The workers have their own grace period (the same length) and
         // hand back what still runs after it.
         match workers.await {
-            Ok(Ok(report)) => tracing::info!(handed_back = report.handed_back, "embedded workers stopped"),
+            Ok(Ok(report)) => {
+                tracing::info!(handed_back = report.handed_back, "embedded workers stopped")
+            }
             Ok(Err(e)) => tracing::error!(error = %e, "embedded workers failed"),
             Err(e) => tracing::error!(error = %e, "embedded workers panicked"),
         }
