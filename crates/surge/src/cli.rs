@@ -117,9 +117,10 @@ pub(crate) struct TaskSubmitArgs {
     pub(crate) broker: BrokerArgs,
     /// Task kind: noop, sleep, process, fail.
     pub(crate) kind: String,
-    /// Arguments as JSON, e.g. '{"ms": 500}'.
-    #[arg(long, default_value = "null")]
-    pub(crate) args: String,
+    /// Arguments as JSON, e.g. '{"ms": 500}' [default: none: null, or {}
+    /// for a kind whose arguments are all optional].
+    #[arg(long, value_name = "JSON")]
+    pub(crate) args: Option<String>,
     /// Queue.
     #[arg(long, default_value = "default")]
     pub(crate) queue: String,
@@ -192,9 +193,9 @@ pub(crate) enum ScheduleCommand {
         /// Task kind.
         #[arg(long)]
         kind: String,
-        /// Task arguments as JSON.
-        #[arg(long, default_value = "null")]
-        args: String,
+        /// Task arguments as JSON [default: none].
+        #[arg(long, value_name = "JSON")]
+        args: Option<String>,
         /// Queue.
         #[arg(long, default_value = "default")]
         queue: String,

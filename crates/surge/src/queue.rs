@@ -12,7 +12,8 @@ use surge_queue::broker::AnyBroker;
 use surge_queue::broker::any::redact;
 use surge_queue::model::{CancelOutcome, RetryOutcome, TaskFilter};
 use surge_queue::{
-    Broker, BrokerConfig, Client, Observer, Registry, TaskRecord, TaskState, Worker, WorkerConfig,
+    Broker, BrokerConfig, Client, NewTask, Observer, Registry, TaskRecord, TaskState, Worker,
+    WorkerConfig,
 };
 
 use crate::cli::{BrokerArgs, ScheduleCommand, TaskCommand, TaskSubmitArgs, WorkerArgs};
@@ -104,6 +105,30 @@ fn parse_json(flag: &str, text: &str) -> anyhow::Result<Value> {
     serde_json::from_str(text).with_context(|| format!("{flag} is not valid JSON: {text}"))
 }
 
+/// A task of `kind` with the `--args` given, or none: `null`, or `{}` for a
+/// kind whose arguments are an object of optional fields (as `POST /tasks`
+/// reads an absent `args`).
+fn new_task(c: &Client<AnyBroker>, kind: &str, args: Option<&str>) -> anyhow::Result<NewTask> {
+    Ok(match args {
+        Some(text) => c.task(kind, parse_json("--args", text)?)?,
+        None => c
+            .task(kind, Value::Null)
+            .or_else(|_| c.task(kind, Value::Object(serde_json::Map::new())))?,
+    })
+}
+
+/// `expr` in the seconds-first form the brokers store: a five-field
+/// expression gets second 0 in front, as `CronSchedule::parse` reads it
+/// (the brokers refuse the five-field form).
+fn seconds_first(expr: &str) -> String {
+    let expr = expr.trim();
+    if !expr.starts_with('@') && expr.split_whitespace().count() == 5 {
+        format!("0 {expr}")
+    } else {
+        expr.to_owned()
+    }
+}
+
 fn parse_id(text: &str) -> anyhow::Result<surge_queue::TaskId> {
     text.parse()
         .with_context(|| format!("{text:?} is not a task id (a UUID)"))
@@ -160,7 +185,7 @@ pub(crate) async fn run_task(command: TaskCommand) -> anyhow::Result<()> {
                         out,
                         "{:<36}  {:<10}  {:<12}  {:<10}  {:>8}  {}",
                         t.id,
-                        t.state,
+                        t.state.as_str(),
                         t.kind,
                         t.queue,
                         t.attempts,
@@ -207,7 +232,7 @@ pub(crate) async fn run_task(command: TaskCommand) -> anyhow::Result<()> {
 
 async fn submit(args: TaskSubmitArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let c = client(&args.broker).await?;
-    let mut task = c.task(&args.kind, parse_json("--args", &args.args)?)?;
+    let mut task = new_task(&c, &args.kind, args.args.as_deref())?;
     task.queue = args.queue;
     task.priority = args.priority;
     if let Some(s) = args.countdown {
@@ -304,10 +329,8 @@ pub(crate) async fn run_schedule(command: ScheduleCommand) -> anyhow::Result<()>
             queue,
         } => {
             let c = client(&broker).await?;
-            let task = c
-                .task(&kind, parse_json("--args", &args)?)?
-                .with_queue(queue);
-            let s = c.schedule(&name, &cron, &tz, task).await?;
+            let task = new_task(&c, &kind, args.as_deref())?.with_queue(queue);
+            let s = c.schedule(&name, &seconds_first(&cron), &tz, task).await?;
             writeln!(out, "schedule {} next fires at {}", s.name, s.next_fire_at)?;
         }
         ScheduleCommand::List { broker, json } => {

@@ -32,6 +32,7 @@ backend_tests! {
     bad_schedules_are_422_naming_each_field => bad_schedules_are_422_naming_each_field_sqlite, bad_schedules_are_422_naming_each_field_postgres;
     queues_workers_health_metrics_and_openapi_show_the_queue => queues_workers_health_metrics_and_openapi_show_the_queue_sqlite, queues_workers_health_metrics_and_openapi_show_the_queue_postgres;
     task_routes_need_the_bearer_token => task_routes_need_the_bearer_token_sqlite, task_routes_need_the_bearer_token_postgres;
+    sigterm_hands_running_tasks_back_and_exits_zero => sigterm_hands_running_tasks_back_and_exits_zero_sqlite, sigterm_hands_running_tasks_back_and_exits_zero_postgres;
 }
 
 // ---------------------------------------------------------------------------
@@ -1157,6 +1158,67 @@ async fn task_routes_need_the_bearer_token(b: Backend) {
     server.get("/health").await.expect_status(200);
     server.get("/metrics").await.expect_status(200);
     server.get("/openapi.json").await.expect_status(200);
+}
+
+// ---------------------------------------------------------------------------
+// Shutdown and startup
+// ---------------------------------------------------------------------------
+
+async fn sigterm_hands_running_tasks_back_and_exits_zero(b: Backend) {
+    let mut server = Server::start(b, &["--workers", "2", "--shutdown-grace", "1"]).await;
+    let task = submit(&server, json!({"kind": "sleep", "args": {"ms": 120_000}})).await;
+    let id = id_of(&task);
+    wait_state(&server, &id, "running").await;
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    // Two minutes of sleep to go: exiting at all means it was handed back
+    // after the one-second grace rather than waited for.
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("surge serve did not exit after SIGTERM"));
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        server.stderr().contains("handed_back=1"),
+        "{}",
+        server.stderr()
+    );
+    // The server is gone: ask the broker with the CLI.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_surge"));
+    cmd.args(["task", "get", &id, "--json", "--broker", &server.db().url]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SURGE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().expect("run surge task get");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let task: Value = serde_json::from_slice(&out.stdout).expect("JSON record");
+    assert_eq!(task["state"], json!("pending"), "handed back: {task}");
+    assert_eq!(task["attempts"], json!(0), "{task}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_broker_is_refused_at_startup_with_the_url_redacted() {
+    let (status, stderr) = ServerBuilder::new(Backend::Sqlite)
+        .args(["--broker-url", "redis://user:hunter2@127.0.0.1:1"])
+        .start_expecting_exit()
+        .await;
+    assert!(!status.success(), "{status}");
+    assert!(
+        stderr.contains("cannot open the task broker redis://user:***@127.0.0.1:1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let (status, stderr) = ServerBuilder::new(Backend::Sqlite)
+        .args(["--broker-url", "amqp://127.0.0.1"])
+        .start_expecting_exit()
+        .await;
+    assert!(!status.success(), "{status}");
+    assert!(stderr.contains("unsupported scheme"), "{stderr}");
 }
 
 // ---------------------------------------------------------------------------
