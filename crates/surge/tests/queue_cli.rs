@@ -514,6 +514,31 @@ fn bad_input_is_refused_with_a_clear_message_and_stores_nothing() {
 }
 
 #[test]
+fn worker_refuses_bad_settings_naming_the_flag() {
+    let b = Broker::new();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--concurrency", "0"], "--concurrency must be at least 1"),
+        (&["--queues", ","], "--queues must name at least one queue"),
+        (
+            &["--queues", "default,a b"],
+            "--queues: \"a b\" is not a queue name",
+        ),
+        (&["--shutdown-grace", "0"], "--shutdown-grace"),
+        (
+            &["--lease-ttl", "0.1"],
+            "--lease-ttl must be at least 0.5 seconds",
+        ),
+    ];
+    for (flags, message) in cases {
+        b.run(&[&["worker"][..], flags].concat())
+            .fails_with(message);
+    }
+    let mut cmd = surge(&["worker", "--broker", "amqp://127.0.0.1/"]);
+    cmd.stdout(Stdio::piped());
+    Out::of(cmd).fails_with("unsupported scheme");
+}
+
+#[test]
 fn schedules_are_added_listed_fired_and_removed() {
     let b = Broker::new();
     let nightly = [

@@ -23,6 +23,7 @@ backend_tests! {
     noop_and_process_run_to_success_with_progress_visible => noop_and_process_run_to_success_with_progress_visible_sqlite, noop_and_process_run_to_success_with_progress_visible_postgres;
     every_bad_submission_is_422_naming_each_field_and_stores_nothing => every_bad_submission_is_422_naming_each_field_and_stores_nothing_sqlite, every_bad_submission_is_422_naming_each_field_and_stores_nothing_postgres;
     unique_key_returns_the_live_task_with_200 => unique_key_returns_the_live_task_with_200_sqlite, unique_key_returns_the_live_task_with_200_postgres;
+    concurrent_submissions_are_all_stored_and_one_unique_key_wins => concurrent_submissions_are_all_stored_and_one_unique_key_wins_sqlite, concurrent_submissions_are_all_stored_and_one_unique_key_wins_postgres;
     cancel_stops_a_running_task_and_refuses_a_finished_one => cancel_stops_a_running_task_and_refuses_a_finished_one_sqlite, cancel_stops_a_running_task_and_refuses_a_finished_one_postgres;
     retry_runs_a_dead_task_again => retry_runs_a_dead_task_again_sqlite, retry_runs_a_dead_task_again_postgres;
     list_filters_and_paginates_newest_first => list_filters_and_paginates_newest_first_sqlite, list_filters_and_paginates_newest_first_postgres;
@@ -390,6 +391,51 @@ async fn unique_key_returns_the_live_task_with_200(b: Backend) {
     assert_eq!(task_count(&server).await, 3);
 }
 
+/// `POST /tasks` of every body at once; (status, task id) of each.
+async fn submit_concurrently(server: &Server, bodies: Vec<Value>) -> Vec<(u16, String)> {
+    let mut set = tokio::task::JoinSet::new();
+    for body in bodies {
+        let request = server.client.post(server.url("/tasks")).json(&body);
+        set.spawn(async move {
+            let resp = common::Resp::read(request.send().await.expect("POST /tasks")).await;
+            let id = resp.json()["task"]["id"].as_str().unwrap_or("").to_owned();
+            (resp.status.as_u16(), id)
+        });
+    }
+    set.join_all().await
+}
+
+async fn concurrent_submissions_are_all_stored_and_one_unique_key_wins(b: Backend) {
+    let server = server_with_workers(b, 0).await;
+    let same = json!({"kind": "noop", "unique_key": "once"});
+    let answers = submit_concurrently(&server, vec![same; 30]).await;
+    let created: Vec<_> = answers.iter().filter(|(s, _)| *s == 201).collect();
+    assert_eq!(
+        created.len(),
+        1,
+        "one submission creates the task: {answers:?}"
+    );
+    let winner = created[0].1.clone();
+    assert!(
+        answers
+            .iter()
+            .all(|(s, id)| (*s == 201 || *s == 200) && *id == winner),
+        "the others get the same task with 200: {answers:?}"
+    );
+    let distinct = (0..40)
+        .map(|i| json!({"kind": "noop", "args": i}))
+        .collect();
+    let answers = submit_concurrently(&server, distinct).await;
+    assert!(answers.iter().all(|(s, _)| *s == 201), "{answers:?}");
+    let ids: HashSet<&String> = answers.iter().map(|(_, id)| id).collect();
+    assert_eq!(ids.len(), 40);
+    assert_eq!(
+        task_count(&server).await,
+        41,
+        "every submission stored once"
+    );
+}
+
 async fn post(server: &Server, path: &str) -> common::Resp {
     server.send(server.request(Method::POST, path)).await
 }
@@ -533,43 +579,48 @@ fn ids(items: &[Value]) -> Vec<String> {
 
 async fn list_filters_and_paginates_newest_first(b: Backend) {
     // No workers: every task stays where it was put.
-    let server = server_with_workers(b, 0).await;
+    list_scenario(&server_with_workers(b, 0).await).await;
+}
+
+/// Listing, filters, pagination and queue counts on a server with no
+/// workers and no tasks yet.
+async fn list_scenario(server: &Server) {
     let mut submitted = Vec::new();
     for i in 0..5 {
-        let t = submit(&server, json!({"kind": "noop", "args": i, "queue": "a"})).await;
+        let t = submit(server, json!({"kind": "noop", "args": i, "queue": "a"})).await;
         submitted.push(id_of(&t));
     }
     for i in 0..3 {
         let t = submit(
-            &server,
+            server,
             json!({"kind": "sleep", "args": {"ms": i}, "queue": "b"}),
         )
         .await;
         submitted.push(id_of(&t));
     }
     for _ in 0..2 {
-        let t = submit(&server, json!({"kind": "noop", "countdown": 3600})).await;
+        let t = submit(server, json!({"kind": "noop", "countdown": 3600})).await;
         assert_eq!(t["state"], json!("scheduled"), "{t}");
         submitted.push(id_of(&t));
     }
     let newest_first: Vec<String> = submitted.iter().rev().cloned().collect();
 
-    let all = list_all(&server, "").await;
+    let all = list_all(server, "").await;
     assert_eq!(ids(&all), newest_first, "GET /tasks is newest first");
     let only =
         |items: &[Value], key: &str, value: &str| items.iter().all(|t| t[key] == json!(value));
-    let sleeps = list_all(&server, "kind=sleep").await;
+    let sleeps = list_all(server, "kind=sleep").await;
     assert_eq!(sleeps.len(), 3);
     assert!(only(&sleeps, "kind", "sleep"));
-    let on_a = list_all(&server, "queue=a").await;
+    let on_a = list_all(server, "queue=a").await;
     assert_eq!(ids(&on_a), newest_first[5..].to_vec());
-    let scheduled = list_all(&server, "state=scheduled").await;
+    let scheduled = list_all(server, "state=scheduled").await;
     assert_eq!(ids(&scheduled), newest_first[..2].to_vec());
-    let pending_noops = list_all(&server, "state=pending&kind=noop").await;
+    let pending_noops = list_all(server, "state=pending&kind=noop").await;
     assert_eq!(pending_noops.len(), 5);
-    assert!(list_all(&server, "kind=process").await.is_empty());
-    assert!(list_all(&server, "queue=a&kind=sleep").await.is_empty());
-    assert!(list_all(&server, "state=running").await.is_empty());
+    assert!(list_all(server, "kind=process").await.is_empty());
+    assert!(list_all(server, "queue=a&kind=sleep").await.is_empty());
+    assert!(list_all(server, "state=running").await.is_empty());
 
     // Pages of 4: 4, 4, 2, each continuing where the last stopped.
     let mut pages = Vec::new();
@@ -616,7 +667,7 @@ async fn list_filters_and_paginates_newest_first(b: Backend) {
         .as_str()
         .expect("next_before")
         .to_owned();
-    let rest = list_all(&server, &format!("kind=noop&before={next}")).await;
+    let rest = list_all(server, &format!("kind=noop&before={next}")).await;
     assert_eq!(first.len() + rest.len(), 7);
     assert!(only(&rest, "kind", "noop"));
 
@@ -1326,6 +1377,13 @@ async fn redis_broker_runs_cancels_retries_and_dedups() {
         .await;
     assert_validation_fields(&bad, &["kind", "eta"]);
     assert_eq!(task_count(&server).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_broker_lists_filters_and_paginates() {
+    if let Some(server) = redis_server(&["--workers", "0"]).await {
+        list_scenario(&server).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
