@@ -94,12 +94,22 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
 }
 
 fn seconds(flag: &str, s: f64) -> anyhow::Result<Duration> {
-    if s.is_finite() && s > 0.0 && s <= 86_400.0 {
+    seconds_upto(flag, s, 86_400.0)
+}
+
+/// Seconds in `(0, max]`.
+fn seconds_upto(flag: &str, s: f64, max: f64) -> anyhow::Result<Duration> {
+    if s.is_finite() && s > 0.0 && s <= max {
         Ok(Duration::from_secs_f64(s))
     } else {
-        bail!("{flag} must be a number of seconds in (0, 86400], got {s}")
+        bail!("{flag} must be a number of seconds in (0, {max}], got {s}")
     }
 }
+
+/// The limits `POST /tasks` applies: countdown up to ten years (0: now),
+/// time limits up to a week, priority within ±1000, at most 100 retries.
+const COUNTDOWN_MAX: f64 = 10.0 * 365.0 * 86_400.0;
+const TIME_LIMIT_MAX: f64 = 7.0 * 86_400.0;
 
 fn parse_json(flag: &str, text: &str) -> anyhow::Result<Value> {
     serde_json::from_str(text).with_context(|| format!("{flag} is not valid JSON: {text}"))
@@ -234,9 +244,15 @@ async fn submit(args: TaskSubmitArgs, out: &mut impl Write) -> anyhow::Result<()
     let c = client(&args.broker).await?;
     let mut task = new_task(&c, &args.kind, args.args.as_deref())?;
     task.queue = args.queue;
+    if !(-1000..=1000).contains(&args.priority) {
+        bail!(
+            "--priority must be between -1000 and 1000, got {}",
+            args.priority
+        );
+    }
     task.priority = args.priority;
-    if let Some(s) = args.countdown {
-        task = task.with_countdown(seconds("--countdown", s)?);
+    if let Some(s) = args.countdown.filter(|s| *s != 0.0) {
+        task = task.with_countdown(seconds_upto("--countdown", s, COUNTDOWN_MAX)?);
     }
     if let Some(eta) = &args.eta {
         let eta: DateTime<Utc> = DateTime::parse_from_rfc3339(eta)
@@ -245,13 +261,18 @@ async fn submit(args: TaskSubmitArgs, out: &mut impl Write) -> anyhow::Result<()
         task.run_at = eta;
     }
     if let Some(m) = args.max_retries {
+        if m > 100 {
+            bail!("--max-retries must be at most 100, got {m}");
+        }
         task.max_retries = m;
     }
     if let Some(s) = args.soft_time_limit {
-        task.options.soft_time_limit_ms = Some(millis(seconds("--soft-time-limit", s)?));
+        let limit = seconds_upto("--soft-time-limit", s, TIME_LIMIT_MAX)?;
+        task.options.soft_time_limit_ms = Some(millis(limit));
     }
     if let Some(s) = args.hard_time_limit {
-        task.options.hard_time_limit_ms = Some(millis(seconds("--hard-time-limit", s)?));
+        let limit = seconds_upto("--hard-time-limit", s, TIME_LIMIT_MAX)?;
+        task.options.hard_time_limit_ms = Some(millis(limit));
     }
     task.unique_key = args.unique_key;
     let enqueued = c.submit(task).await?;

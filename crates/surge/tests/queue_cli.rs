@@ -321,6 +321,28 @@ fn submit_wait_prints_the_finished_task_run_by_a_worker_process() {
         out.stdout
     );
 
+    // Countdowns: 0 is now; two days ahead waits (the CLI allows what the
+    // API allows).
+    let now = b
+        .run(&[
+            "task",
+            "submit",
+            "noop",
+            "--countdown",
+            "0",
+            "--wait",
+            "30",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(now["state"], json!("succeeded"), "{now}");
+    let later = b
+        .run(&["task", "submit", "noop", "--countdown", "172800", "--json"])
+        .ok()
+        .json();
+    assert_eq!(later["state"], json!("scheduled"), "{later}");
+
     // A queue no worker serves: still waiting when the wait ends.
     let out = b.run(&[
         "task", "submit", "noop", "--queue", "nobody", "--wait", "1", "--json",
@@ -469,6 +491,18 @@ fn bad_input_is_refused_with_a_clear_message_and_stores_nothing() {
             "--eta \"tomorrow\" is not an RFC 3339 time",
         ),
         (submit(&["noop", "--countdown=-5"]), "--countdown"),
+        (
+            submit(&["noop", "--priority", "5000"]),
+            "--priority must be between -1000 and 1000",
+        ),
+        (
+            submit(&["noop", "--max-retries", "101"]),
+            "--max-retries must be at most 100",
+        ),
+        (
+            submit(&["noop", "--soft-time-limit", "10", "--hard-time-limit", "5"]),
+            "soft time limit (10000 ms) is longer than the hard one (5000 ms)",
+        ),
         (
             submit(&["noop", "--queue", "bad queue"]),
             "queue \"bad queue\"",

@@ -26,6 +26,7 @@ backend_tests! {
     concurrent_submissions_are_all_stored_and_one_unique_key_wins => concurrent_submissions_are_all_stored_and_one_unique_key_wins_sqlite, concurrent_submissions_are_all_stored_and_one_unique_key_wins_postgres;
     cancel_stops_a_running_task_and_refuses_a_finished_one => cancel_stops_a_running_task_and_refuses_a_finished_one_sqlite, cancel_stops_a_running_task_and_refuses_a_finished_one_postgres;
     retry_runs_a_dead_task_again => retry_runs_a_dead_task_again_sqlite, retry_runs_a_dead_task_again_postgres;
+    limits_delays_ttls_and_failure_callbacks_are_honoured => limits_delays_ttls_and_failure_callbacks_are_honoured_sqlite, limits_delays_ttls_and_failure_callbacks_are_honoured_postgres;
     list_filters_and_paginates_newest_first => list_filters_and_paginates_newest_first_sqlite, list_filters_and_paginates_newest_first_postgres;
     workflows_chain_group_and_chord => workflows_chain_group_and_chord_sqlite, workflows_chain_group_and_chord_postgres;
     bad_workflows_are_422_and_store_nothing => bad_workflows_are_422_and_store_nothing_sqlite, bad_workflows_are_422_and_store_nothing_postgres;
@@ -566,6 +567,81 @@ async fn retry_runs_a_dead_task_again(b: Backend) {
         &post(&server, &format!("/tasks/{unknown}/retry")).await,
         404,
         "not_found",
+    );
+}
+
+async fn limits_delays_ttls_and_failure_callbacks_are_honoured(b: Backend) {
+    let server = server_with_workers(b, 4).await;
+    let sleep =
+        |limit: &str| json!({"kind": "sleep", "args": {"ms": 120_000}, limit: 1, "max_retries": 0});
+    let hard = id_of(&submit(&server, sleep("hard_time_limit")).await);
+    let soft = id_of(&submit(&server, sleep("soft_time_limit")).await);
+    let delayed = submit(&server, json!({"kind": "noop", "countdown": 1.5})).await;
+    assert_eq!(delayed["state"], json!("scheduled"), "{delayed}");
+    let past = json!({"kind": "noop", "eta": "2020-01-01T00:00:00Z", "result_ttl": 60});
+    let past = id_of(&submit(&server, past).await);
+    let failing = submit(
+        &server,
+        json!({"kind": "fail", "max_retries": 0,
+               "on_failure": [{"kind": "noop", "args": "cleanup"}]}),
+    )
+    .await;
+    let failing = id_of(&failing);
+
+    let t = wait_state(&server, &hard, "dead").await;
+    assert_eq!(t["error"]["category"], json!("timeout"), "{t}");
+    assert!(
+        t["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("hard time limit"),
+        "{t}"
+    );
+    let t = wait_state(&server, &soft, "dead").await;
+    assert_eq!(t["error"]["category"], json!("timeout"), "{t}");
+    assert!(
+        t["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("soft time limit"),
+        "{t}"
+    );
+    let metrics = server.get("/metrics").await.text;
+    assert_eq!(
+        metric(
+            &metrics,
+            "surge_task_time_limit_kills_total{kind=\"sleep\"}"
+        ),
+        Some(1.0),
+        "the hard limit's kill is counted"
+    );
+
+    let t = wait_state(&server, &id_of(&delayed), "succeeded").await;
+    assert!(
+        ts(&t, "started_at") >= ts(&t, "run_at"),
+        "not before its countdown: {t}"
+    );
+    let t = wait_state(&server, &past, "succeeded").await;
+    let kept = ts(&t, "expires_at") - ts(&t, "finished_at");
+    assert!(
+        (59..=61).contains(&kept.num_seconds()),
+        "result_ttl 60 keeps the result a minute: {t}"
+    );
+
+    wait_state(&server, &failing, "dead").await;
+    let cleanup = eventually(WAIT, "the failure callback runs", || async {
+        let found = list_all(&server, "kind=noop")
+            .await
+            .into_iter()
+            .find(|t| t["args"] == json!("cleanup") && t["state"] == json!("succeeded"));
+        found.ok_or_else(|| "no cleanup task yet".to_owned())
+    })
+    .await;
+    assert_eq!(cleanup["parent"]["task"], json!(failing), "{cleanup}");
+    assert_eq!(
+        cleanup["parent"]["error"]["message"],
+        json!("failed on purpose"),
+        "{cleanup}"
     );
 }
 
