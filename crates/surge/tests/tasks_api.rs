@@ -588,24 +588,12 @@ async fn limits_delays_ttls_and_failure_callbacks_are_honoured(b: Backend) {
     .await;
     let failing = id_of(&failing);
 
-    let t = wait_state(&server, &hard, "dead").await;
-    assert_eq!(t["error"]["category"], json!("timeout"), "{t}");
-    assert!(
-        t["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("hard time limit"),
-        "{t}"
-    );
-    let t = wait_state(&server, &soft, "dead").await;
-    assert_eq!(t["error"]["category"], json!("timeout"), "{t}");
-    assert!(
-        t["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("soft time limit"),
-        "{t}"
-    );
+    for (id, limit) in [(&hard, "hard time limit"), (&soft, "soft time limit")] {
+        let t = wait_state(&server, id, "dead").await;
+        assert_eq!(t["error"]["category"], json!("timeout"), "{t}");
+        let message = t["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(limit), "{t}");
+    }
     let metrics = server.get("/metrics").await.text;
     assert_eq!(
         metric(
