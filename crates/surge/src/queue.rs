@@ -12,7 +12,8 @@ use surge_queue::broker::AnyBroker;
 use surge_queue::broker::any::redact;
 use surge_queue::model::{CancelOutcome, RetryOutcome, TaskFilter};
 use surge_queue::{
-    Broker, BrokerConfig, Client, Observer, Registry, TaskRecord, TaskState, Worker, WorkerConfig,
+    Broker, BrokerConfig, Client, NewTask, Observer, Registry, TaskRecord, TaskState, Worker,
+    WorkerConfig,
 };
 
 use crate::cli::{BrokerArgs, ScheduleCommand, TaskCommand, TaskSubmitArgs, WorkerArgs};
@@ -27,10 +28,10 @@ fn broker_config(max_connections: u32) -> BrokerConfig {
         max_connections,
         ..BrokerConfig::default()
     };
-    if let Ok(ns) = std::env::var("SURGE_BROKER_NAMESPACE") {
-        if !ns.trim().is_empty() {
-            config.namespace = ns.trim().to_owned();
-        }
+    if let Ok(ns) = std::env::var("SURGE_BROKER_NAMESPACE")
+        && !ns.trim().is_empty()
+    {
+        config.namespace = ns.trim().to_owned();
     }
     config
 }
@@ -93,15 +94,49 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
 }
 
 fn seconds(flag: &str, s: f64) -> anyhow::Result<Duration> {
-    if s.is_finite() && s > 0.0 && s <= 86_400.0 {
+    seconds_upto(flag, s, 86_400.0)
+}
+
+/// Seconds in `(0, max]`.
+fn seconds_upto(flag: &str, s: f64, max: f64) -> anyhow::Result<Duration> {
+    if s.is_finite() && s > 0.0 && s <= max {
         Ok(Duration::from_secs_f64(s))
     } else {
-        bail!("{flag} must be a number of seconds in (0, 86400], got {s}")
+        bail!("{flag} must be a number of seconds in (0, {max}], got {s}")
     }
 }
 
+/// The limits `POST /tasks` applies: countdown up to ten years (0: now),
+/// time limits up to a week, priority within ±1000, at most 100 retries.
+const COUNTDOWN_MAX: f64 = 10.0 * 365.0 * 86_400.0;
+const TIME_LIMIT_MAX: f64 = 7.0 * 86_400.0;
+
 fn parse_json(flag: &str, text: &str) -> anyhow::Result<Value> {
     serde_json::from_str(text).with_context(|| format!("{flag} is not valid JSON: {text}"))
+}
+
+/// A task of `kind` with the `--args` given, or none: `null`, or `{}` for a
+/// kind whose arguments are an object of optional fields (as `POST /tasks`
+/// reads an absent `args`).
+fn new_task(c: &Client<AnyBroker>, kind: &str, args: Option<&str>) -> anyhow::Result<NewTask> {
+    Ok(match args {
+        Some(text) => c.task(kind, parse_json("--args", text)?)?,
+        None => c
+            .task(kind, Value::Null)
+            .or_else(|_| c.task(kind, Value::Object(serde_json::Map::new())))?,
+    })
+}
+
+/// `expr` in the seconds-first form the brokers store: a five-field
+/// expression gets second 0 in front, as `CronSchedule::parse` reads it
+/// (the brokers refuse the five-field form).
+fn seconds_first(expr: &str) -> String {
+    let expr = expr.trim();
+    if !expr.starts_with('@') && expr.split_whitespace().count() == 5 {
+        format!("0 {expr}")
+    } else {
+        expr.to_owned()
+    }
 }
 
 fn parse_id(text: &str) -> anyhow::Result<surge_queue::TaskId> {
@@ -160,7 +195,7 @@ pub(crate) async fn run_task(command: TaskCommand) -> anyhow::Result<()> {
                         out,
                         "{:<36}  {:<10}  {:<12}  {:<10}  {:>8}  {}",
                         t.id,
-                        t.state,
+                        t.state.as_str(),
                         t.kind,
                         t.queue,
                         t.attempts,
@@ -207,11 +242,17 @@ pub(crate) async fn run_task(command: TaskCommand) -> anyhow::Result<()> {
 
 async fn submit(args: TaskSubmitArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let c = client(&args.broker).await?;
-    let mut task = c.task(&args.kind, parse_json("--args", &args.args)?)?;
+    let mut task = new_task(&c, &args.kind, args.args.as_deref())?;
     task.queue = args.queue;
+    if !(-1000..=1000).contains(&args.priority) {
+        bail!(
+            "--priority must be between -1000 and 1000, got {}",
+            args.priority
+        );
+    }
     task.priority = args.priority;
-    if let Some(s) = args.countdown {
-        task = task.with_countdown(seconds("--countdown", s)?);
+    if let Some(s) = args.countdown.filter(|s| *s != 0.0) {
+        task = task.with_countdown(seconds_upto("--countdown", s, COUNTDOWN_MAX)?);
     }
     if let Some(eta) = &args.eta {
         let eta: DateTime<Utc> = DateTime::parse_from_rfc3339(eta)
@@ -220,13 +261,18 @@ async fn submit(args: TaskSubmitArgs, out: &mut impl Write) -> anyhow::Result<()
         task.run_at = eta;
     }
     if let Some(m) = args.max_retries {
+        if m > 100 {
+            bail!("--max-retries must be at most 100, got {m}");
+        }
         task.max_retries = m;
     }
     if let Some(s) = args.soft_time_limit {
-        task.options.soft_time_limit_ms = Some(millis(seconds("--soft-time-limit", s)?));
+        let limit = seconds_upto("--soft-time-limit", s, TIME_LIMIT_MAX)?;
+        task.options.soft_time_limit_ms = Some(millis(limit));
     }
     if let Some(s) = args.hard_time_limit {
-        task.options.hard_time_limit_ms = Some(millis(seconds("--hard-time-limit", s)?));
+        let limit = seconds_upto("--hard-time-limit", s, TIME_LIMIT_MAX)?;
+        task.options.hard_time_limit_ms = Some(millis(limit));
     }
     task.unique_key = args.unique_key;
     let enqueued = c.submit(task).await?;
@@ -304,10 +350,8 @@ pub(crate) async fn run_schedule(command: ScheduleCommand) -> anyhow::Result<()>
             queue,
         } => {
             let c = client(&broker).await?;
-            let task = c
-                .task(&kind, parse_json("--args", &args)?)?
-                .with_queue(queue);
-            let s = c.schedule(&name, &cron, &tz, task).await?;
+            let task = new_task(&c, &kind, args.as_deref())?.with_queue(queue);
+            let s = c.schedule(&name, &seconds_first(&cron), &tz, task).await?;
             writeln!(out, "schedule {} next fires at {}", s.name, s.next_fire_at)?;
         }
         ScheduleCommand::List { broker, json } => {
