@@ -378,7 +378,7 @@ impl<B: Broker> Client<B> {
             .ok_or_else(|| ScheduleError::NoFutureTick(cron.to_owned()))?;
         let schedule = Schedule {
             name: name.to_owned(),
-            cron: cron.trim().to_owned(),
+            cron: crate::schedule::normalize(cron),
             timezone: timezone.trim().to_owned(),
             task,
             next_fire_at,

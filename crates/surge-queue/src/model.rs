@@ -526,8 +526,9 @@ pub struct QueueCount {
 pub struct Schedule {
     /// Unique name.
     pub name: String,
-    /// Cron expression (seconds field first, as the `cron` crate reads it:
-    /// `sec min hour day-of-month month day-of-week [year]`).
+    /// Cron expression, stored seconds field first, as the `cron` crate
+    /// reads it: `sec min hour day-of-month month day-of-week [year]`
+    /// ([`crate::schedule::normalize`] turns a five-field one into it).
     pub cron: String,
     /// IANA time zone the expression is read in (`UTC`, `Europe/Paris`).
     pub timezone: String,

@@ -127,18 +127,6 @@ fn new_task(c: &Client<AnyBroker>, kind: &str, args: Option<&str>) -> anyhow::Re
     })
 }
 
-/// `expr` in the seconds-first form the brokers store: a five-field
-/// expression gets second 0 in front, as `CronSchedule::parse` reads it
-/// (the brokers refuse the five-field form).
-fn seconds_first(expr: &str) -> String {
-    let expr = expr.trim();
-    if !expr.starts_with('@') && expr.split_whitespace().count() == 5 {
-        format!("0 {expr}")
-    } else {
-        expr.to_owned()
-    }
-}
-
 fn parse_id(text: &str) -> anyhow::Result<surge_queue::TaskId> {
     text.parse()
         .with_context(|| format!("{text:?} is not a task id (a UUID)"))
@@ -351,7 +339,7 @@ pub(crate) async fn run_schedule(command: ScheduleCommand) -> anyhow::Result<()>
         } => {
             let c = client(&broker).await?;
             let task = new_task(&c, &kind, args.as_deref())?.with_queue(queue);
-            let s = c.schedule(&name, &seconds_first(&cron), &tz, task).await?;
+            let s = c.schedule(&name, &cron, &tz, task).await?;
             writeln!(out, "schedule {} next fires at {}", s.name, s.next_fire_at)?;
         }
         ScheduleCommand::List { broker, json } => {
