@@ -25,24 +25,7 @@ struct Target {
     broker: AnyBroker,
 }
 
-fn skip(backend: &str, var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(u) if !u.trim().is_empty() => Some(u.trim().to_owned()),
-        _ => {
-            let required = std::env::var("SURGE_REQUIRE_BACKENDS").unwrap_or_default();
-            assert!(
-                !required.to_ascii_lowercase().contains(backend),
-                "SURGE_REQUIRE_BACKENDS requires {backend} but {var} is unset"
-            );
-            let _ = writeln!(std::io::stderr(), "SKIP {backend}: {var} is unset");
-            None
-        }
-    }
-}
-
-fn suffix() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
-}
+use surge_testkit::suffix;
 
 async fn target(backend: &str) -> Option<Target> {
     let namespace = format!("crash-{}", suffix());
@@ -56,18 +39,10 @@ async fn target(backend: &str) -> Option<Target> {
             format!("sqlite://{}", dir.join("surge.db").display())
         }
         "postgres" => {
-            let base = skip("postgres", "SURGE_TEST_POSTGRES_URL")?;
-            let schema = format!("crash_{}", suffix());
-            let admin = sqlx::PgPool::connect(&base).await.expect("postgres");
-            sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                .execute(&admin)
-                .await
-                .expect("schema");
-            admin.close().await;
-            let sep = if base.contains('?') { '&' } else { '?' };
-            format!("{base}{sep}options=-c%20search_path%3D{schema}")
+            let base = surge_testkit::postgres_url()?;
+            surge_testkit::new_schema(&base, "crash_").await.1
         }
-        "redis" => skip("redis", "SURGE_TEST_REDIS_URL")?,
+        "redis" => surge_testkit::redis_url()?,
         other => panic!("unknown backend {other}"),
     };
     Some(connect(url, namespace).await)
@@ -367,7 +342,7 @@ fn free_port() -> u16 {
 /// fsync always): no task lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_restart_mid_run_loses_nothing() {
-    if skip("redis", "SURGE_TEST_REDIS_URL").is_none() {
+    if surge_testkit::redis_url().is_none() {
         return;
     }
     let dir = tempfile::Builder::new()
@@ -498,7 +473,7 @@ impl Drop for PrivatePg {
 /// PostgreSQL crashed (immediate stop) and restarted mid-run: no task lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_restart_mid_run_loses_nothing() {
-    if skip("postgres", "SURGE_TEST_POSTGRES_URL").is_none() {
+    if surge_testkit::postgres_url().is_none() {
         return;
     }
     // This machine's CI runs as root with PostgreSQL installed; anywhere
