@@ -1204,6 +1204,25 @@ async fn queues_workers_health_metrics_and_openapi_show_the_queue(b: Backend) {
         paths["/tasks"]["post"]["responses"].get("422").is_some(),
         "POST /tasks documents its 422"
     );
+    for (path, method) in [
+        ("/tasks/{id}", "get"),
+        ("/tasks/{id}/cancel", "post"),
+        ("/tasks/{id}/retry", "post"),
+    ] {
+        let responses = &paths[path][method]["responses"];
+        for status in ["200", "404", "422"] {
+            assert!(
+                responses.get(status).is_some(),
+                "{method} {path} documents {status}: {responses}"
+            );
+        }
+    }
+    for (path, method) in [
+        ("/tasks/{id}/cancel", "post"),
+        ("/tasks/{id}/retry", "post"),
+    ] {
+        assert!(paths[path][method]["responses"].get("409").is_some());
+    }
 }
 
 async fn task_routes_need_the_bearer_token(b: Backend) {
@@ -1314,6 +1333,64 @@ async fn sigterm_hands_running_tasks_back_and_exits_zero(b: Backend) {
     let task: Value = serde_json::from_slice(&out.stdout).expect("JSON record");
     assert_eq!(task["state"], json!("pending"), "handed back: {task}");
     assert_eq!(task["attempts"], json!(0), "{task}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_locked_sqlite_broker_is_503_broker_unavailable_and_stores_nothing() {
+    use sqlx::Connection as _;
+    use std::str::FromStr as _;
+    // The broker in a file of its own, so that locking it leaves the
+    // database alone.
+    let dir = common::fresh_temp_dir("broker");
+    let broker_url = format!("sqlite://{}", dir.join("broker.db").display());
+    let server = ServerBuilder::new(Backend::Sqlite)
+        .args([
+            "--broker-url",
+            broker_url.as_str(),
+            "--db-acquire-timeout",
+            "1",
+        ])
+        .args(["--workers", "0"])
+        .start()
+        .await;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(&broker_url)
+        .expect("sqlite url")
+        .busy_timeout(Duration::from_secs(30));
+    let mut locker = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .expect("open the broker file from the test");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .expect("BEGIN EXCLUSIVE");
+
+    let resp = server
+        .post_json("/tasks", &json!({"kind": "noop", "args": "locked out"}))
+        .await;
+    assert_error(&resp, 503, "broker_unavailable");
+    assert!(resp.header("retry-after").is_some(), "{:?}", resp.headers);
+    let schedule = json!({"name": "s", "cron": "* * * * *", "task": {"kind": "noop"}});
+    let resp = server.post_json("/schedules", &schedule).await;
+    assert_error(&resp, 503, "broker_unavailable");
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("ROLLBACK");
+    locker.close().await.ok();
+    assert_eq!(
+        task_count(&server).await,
+        0,
+        "the refused submission was stored"
+    );
+    assert!(schedules(&server).await.is_empty());
+    submit(&server, json!({"kind": "noop"})).await;
+    server
+        .post_json("/schedules", &schedule)
+        .await
+        .expect_status(201);
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
