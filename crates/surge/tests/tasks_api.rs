@@ -1372,6 +1372,17 @@ async fn a_locked_sqlite_broker_is_503_broker_unavailable_and_stores_nothing() {
     let schedule = json!({"name": "s", "cron": "* * * * *", "task": {"kind": "noop"}});
     let resp = server.post_json("/schedules", &schedule).await;
     assert_error(&resp, 503, "broker_unavailable");
+    // Counted as system errors (the caller did nothing wrong).
+    let metrics = server.get("/metrics").await.text;
+    assert_eq!(
+        metric(&metrics, "surge_http_errors_total{category=\"system\"}"),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "surge_http_errors_total{category=\"validation\"}"),
+        None
+    );
 
     sqlx::query("ROLLBACK")
         .execute(&mut locker)
