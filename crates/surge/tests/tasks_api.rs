@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::time::Duration;
 
 use common::{
@@ -1428,32 +1427,10 @@ async fn an_unreachable_broker_is_refused_at_startup_with_the_url_redacted() {
 // Redis as the broker
 // ---------------------------------------------------------------------------
 
-/// The Redis URL, or `None` after the SKIP line (panics when
-/// `SURGE_REQUIRE_BACKENDS` names redis).
-fn redis_url() -> Option<String> {
-    match std::env::var("SURGE_TEST_REDIS_URL") {
-        Ok(u) if !u.trim().is_empty() => Some(u.trim().to_owned()),
-        _ => {
-            let required = std::env::var(common::REQUIRE_BACKENDS_ENV)
-                .map(|v| v.to_ascii_lowercase().contains("redis"))
-                .unwrap_or(false);
-            assert!(
-                !required,
-                "SURGE_REQUIRE_BACKENDS requires redis but SURGE_TEST_REDIS_URL is unset"
-            );
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP redis: SURGE_TEST_REDIS_URL is unset"
-            );
-            None
-        }
-    }
-}
-
 /// A server on a SQLite database whose broker is Redis, in a namespace of
 /// its own.
 async fn redis_server(extra: &[&str]) -> Option<Server> {
-    let url = redis_url()?;
+    let url = common::redis_url()?;
     let namespace = format!("surge-test-{}", common::unique_suffix());
     Some(
         ServerBuilder::new(Backend::Sqlite)
