@@ -753,6 +753,37 @@ fn sigterm_hands_a_running_task_back_within_the_grace_and_exits_zero() {
     });
 }
 
+#[test]
+fn sigterm_lets_a_task_finish_within_the_grace() {
+    let b = Broker::new();
+    let mut worker = b.worker(&["--concurrency", "2", "--shutdown-grace", "60"]);
+    let id = uuid_line(
+        &b.run(&["task", "submit", "sleep", "--args", r#"{"ms": 1500}"#])
+            .ok(),
+    );
+    b.wait_task(&id, "the sleep runs", |t| t["state"] == json!("running"));
+    worker.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = worker
+        .wait_exit(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the worker did not exit; log:\n{}", worker.log()));
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        worker.log()
+    );
+    let task = b.task(&id);
+    assert_eq!(
+        task["state"],
+        json!("succeeded"),
+        "finished, not handed back: {task}"
+    );
+    assert_eq!(task["result"], json!({"slept_ms": 1500}), "{task}");
+    assert!(worker.log().contains("handed_back=0"), "{}", worker.log());
+    // Stopped claiming at the signal: a task submitted now waits.
+    let later = uuid_line(&b.run(&["task", "submit", "noop"]).ok());
+    assert_eq!(b.task(&later)["state"], json!("pending"));
+}
+
 // ---------------------------------------------------------------------------
 // PostgreSQL and Redis
 // ---------------------------------------------------------------------------

@@ -944,6 +944,17 @@ async fn schedules_are_created_listed_fired_and_deleted(b: Backend) {
         "03:30 Europe/Paris in UTC: {nightly}"
     );
 
+    // A shortcut is stored as given.
+    let resp = server
+        .post_json(
+            "/schedules",
+            &json!({"name": "hourly", "cron": "@hourly", "task": {"kind": "noop"}}),
+        )
+        .await;
+    resp.expect_status(201);
+    assert_eq!(resp.json()["cron"], json!("@hourly"));
+    server.delete("/schedules/hourly").await.expect_status(204);
+
     // Every second: it fires, and tasks appear.
     let resp = server
         .post_json(
