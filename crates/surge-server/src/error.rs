@@ -187,9 +187,11 @@ impl ApiError {
         match self.code {
             "timeout" => ErrorCategory::Timeout,
             "conflict" | "not_found" => ErrorCategory::Business,
-            "overloaded" | "database_unavailable" | "unavailable" | "internal" => {
-                ErrorCategory::System
-            }
+            "overloaded"
+            | "database_unavailable"
+            | "broker_unavailable"
+            | "unavailable"
+            | "internal" => ErrorCategory::System,
             _ => ErrorCategory::Validation,
         }
     }

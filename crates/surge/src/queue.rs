@@ -20,13 +20,16 @@ use crate::cli::{BrokerArgs, ScheduleCommand, TaskCommand, TaskSubmitArgs, Worke
 use crate::config::worker_config;
 use crate::logging;
 
-/// The broker settings: pool size, and the Redis key namespace from
-/// `SURGE_BROKER_NAMESPACE` (default `surge`), so several deployments (or
-/// test runs) can share one Redis.
-fn broker_config(max_connections: u32) -> BrokerConfig {
+/// The broker settings: pool size, how long a call waits for a connection
+/// (SQLite: for the write lock) before the broker counts as unavailable,
+/// and the Redis key namespace from `SURGE_BROKER_NAMESPACE` (default
+/// `surge`), so several deployments (or test runs) can share one Redis.
+fn broker_config(max_connections: u32, acquire_timeout: Option<Duration>) -> BrokerConfig {
+    let defaults = BrokerConfig::default();
     let mut config = BrokerConfig {
         max_connections,
-        ..BrokerConfig::default()
+        acquire_timeout: acquire_timeout.unwrap_or(defaults.acquire_timeout),
+        ..defaults
     };
     if let Ok(ns) = std::env::var("SURGE_BROKER_NAMESPACE")
         && !ns.trim().is_empty()
@@ -36,9 +39,14 @@ fn broker_config(max_connections: u32) -> BrokerConfig {
     config
 }
 
-/// Connects to `url` with the given pool size.
-pub(crate) async fn connect(url: &str, max_connections: u32) -> anyhow::Result<AnyBroker> {
-    let config = broker_config(max_connections);
+/// Connects to `url` with the given pool size and acquire timeout (default
+/// 5 s).
+pub(crate) async fn connect(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Option<Duration>,
+) -> anyhow::Result<AnyBroker> {
+    let config = broker_config(max_connections, acquire_timeout);
     AnyBroker::connect(url, &config)
         .await
         .with_context(|| format!("cannot open the task broker {}", redact(url)))
@@ -58,7 +66,7 @@ pub(crate) fn worker(
         .with_observer(observer)
         .with_heartbeat_thread(Box::new(move || {
             let url = url.clone();
-            Box::pin(async move { AnyBroker::connect(&url, &broker_config(1)).await })
+            Box::pin(async move { AnyBroker::connect(&url, &broker_config(1, None)).await })
         }))
 }
 
@@ -70,7 +78,7 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     let mut config = worker_config(args.concurrency, args.queues, lease, grace)?;
     config.run_scheduler = !args.no_scheduler;
     let pool = u32::try_from(config.concurrency.clamp(4, 32)).unwrap_or(16);
-    let broker = connect(&args.broker.broker, pool).await?;
+    let broker = connect(&args.broker.broker, pool, None).await?;
     let registry = Arc::new(Registry::with_builtins());
     let worker = worker(
         broker,
@@ -133,7 +141,7 @@ fn parse_id(text: &str) -> anyhow::Result<surge_queue::TaskId> {
 }
 
 async fn client(broker: &BrokerArgs) -> anyhow::Result<Client<AnyBroker>> {
-    let b = connect(&broker.broker, 2).await?;
+    let b = connect(&broker.broker, 2, None).await?;
     Ok(Client::new(b, Arc::new(Registry::with_builtins())))
 }
 

@@ -1,12 +1,13 @@
 //! `surge serve`: open the database, listen, serve, shut down gracefully.
 
 use std::io::Write;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use std::sync::Arc;
 
-use surge_queue::{Broker, Client, Registry};
+use surge_queue::{Broker, Client, PublishRetry, Registry};
 use surge_server::{AppState, Queue, router};
 use surge_store::Database;
 use tokio::net::TcpListener;
@@ -21,9 +22,26 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let db = Database::connect(&settings.database_url, &settings.pool)
         .await
         .context("cannot open the database")?;
-    let broker = queue::connect(&settings.broker_url, settings.pool.max_connections).await?;
+    // The broker waits as long as the database for a connection or lock
+    // (--db-acquire-timeout), so that an unavailable broker is a prompt 503
+    // like an unavailable database.
+    let broker = queue::connect(
+        &settings.broker_url,
+        settings.pool.max_connections,
+        Some(settings.pool.acquire_timeout),
+    )
+    .await?;
     let registry = Arc::new(Registry::with_builtins());
-    let client = Client::new(broker.clone(), Arc::clone(&registry));
+    // A submission retries an unavailable broker a few times, not the six
+    // times of a background publisher: each try may wait the acquire
+    // timeout, and together they must end well within the request timeout
+    // so that the client gets 503 broker_unavailable, not 503 timeout.
+    let client =
+        Client::new(broker.clone(), Arc::clone(&registry)).with_publish_retry(PublishRetry {
+            attempts: 3,
+            first: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+        });
     let listener =
         listen(settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;

@@ -1,7 +1,9 @@
 //! The queue's command line, black-box: `surge task …`, `surge schedule …`
 //! and `surge worker` processes on a SQLite file — outputs, exit codes,
 //! error messages, and a worker's graceful shutdown (SIGTERM hands its
-//! running task back).
+//! running task back) — plus one round trip on PostgreSQL and on Redis.
+
+mod common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -12,32 +14,81 @@ use serde_json::{Value, json};
 /// Bounds a wait (never a timing assertion).
 const WAIT: Duration = Duration::from_secs(60);
 
-/// One test's broker: a SQLite file in a temp dir of its own.
+/// One test's broker: a SQLite file in a temp dir of its own, a private
+/// PostgreSQL schema (dropped on drop) or a private Redis namespace.
 struct Broker {
+    /// Worker logs (and the SQLite file).
     dir: tempfile::TempDir,
     url: String,
+    /// `SURGE_BROKER_NAMESPACE` for Redis.
+    namespace: Option<String>,
+    /// PostgreSQL: the private schema (dropped with it).
+    _pg: Option<common::TestDb>,
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("queue-cli-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("temp dir")
 }
 
 impl Broker {
     fn new() -> Broker {
-        let dir = tempfile::Builder::new()
-            .prefix("queue-cli-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("temp dir");
+        let dir = temp_dir();
         let url = format!("sqlite://{}", dir.path().join("queue.db").display());
-        Broker { dir, url }
+        Broker {
+            dir,
+            url,
+            namespace: None,
+            _pg: None,
+        }
+    }
+
+    fn postgres() -> Option<Broker> {
+        common::postgres_base_url()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let db = runtime.block_on(common::TestDb::new(common::Backend::Postgres));
+        Some(Broker {
+            dir: temp_dir(),
+            url: db.url.clone(),
+            namespace: None,
+            _pg: Some(db),
+        })
+    }
+
+    fn redis() -> Option<Broker> {
+        Some(Broker {
+            dir: temp_dir(),
+            url: common::redis_url()?,
+            namespace: Some(format!("cli-{}", common::unique_suffix())),
+            _pg: None,
+        })
+    }
+
+    /// `surge ARGS` with no inherited `SURGE_*` setting but this broker's
+    /// namespace.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = surge(args);
+        if let Some(ns) = &self.namespace {
+            cmd.env("SURGE_BROKER_NAMESPACE", ns);
+        }
+        cmd
     }
 
     /// `surge ARGS --broker URL`, to the end.
     fn run(&self, args: &[&str]) -> Out {
-        let mut cmd = surge(args);
+        let mut cmd = self.command(args);
         cmd.arg("--broker").arg(&self.url);
         Out::of(cmd)
     }
 
     /// `surge ARGS` with the broker given by `SURGE_BROKER_URL`.
     fn run_env(&self, args: &[&str]) -> Out {
-        let mut cmd = surge(args);
+        let mut cmd = self.command(args);
         cmd.env("SURGE_BROKER_URL", &self.url);
         Out::of(cmd)
     }
@@ -68,7 +119,7 @@ impl Broker {
             .dir
             .path()
             .join(format!("worker-{}.log", uuid::Uuid::new_v4()));
-        let mut cmd = surge(&["worker", "--broker", &self.url]);
+        let mut cmd = self.command(&["worker", "--broker", &self.url]);
         cmd.args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("worker log"));
@@ -640,42 +691,34 @@ fn schedules_are_added_listed_fired_and_removed() {
     assert_eq!(names, [json!("nightly")]);
 }
 
-#[test]
-fn sigterm_hands_a_running_task_back_within_the_grace_and_exits_zero() {
-    let b = Broker::new();
-    let mut worker = b.worker(&[
-        "--concurrency",
-        "2",
-        "--shutdown-grace",
-        "1",
-        "--lease-ttl",
-        "5",
-    ]);
-    let id = uuid_line(
-        &b.run(&["task", "submit", "sleep", "--args", r#"{"ms": 120000}"#])
-            .ok(),
-    );
+/// Starts a worker with `--shutdown-grace GRACE`, runs a `sleep` of `ms`
+/// on it, sends SIGTERM once it runs and waits for a successful exit (it
+/// must come: a hang fails). The worker, for its log, and the task id.
+fn sigterm_during_sleep(b: &Broker, grace: &str, ms: u64) -> (Worker, String) {
+    let mut worker = b.worker(&["--concurrency", "2", "--shutdown-grace", grace]);
+    let args = json!({ "ms": ms }).to_string();
+    let id = uuid_line(&b.run(&["task", "submit", "sleep", "--args", &args]).ok());
     b.wait_task(&id, "the sleep runs", |t| t["state"] == json!("running"));
-
     worker.signal(nix::sys::signal::Signal::SIGTERM);
-    // The sleep has two minutes to go: exiting at all means it was handed
-    // back after the one-second grace, not waited for.
     let status = worker
-        .wait_exit(Duration::from_secs(30))
-        .unwrap_or_else(|| {
-            panic!(
-                "the worker did not exit after SIGTERM; log:\n{}",
-                worker.log()
-            )
-        });
+        .wait_exit(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("no exit after SIGTERM; log:\n{}", worker.log()));
     assert!(
         status.success(),
         "exit status {status}; log:\n{}",
         worker.log()
     );
+    (worker, id)
+}
+
+#[test]
+fn sigterm_hands_a_running_task_back_within_the_grace_and_exits_zero() {
+    let b = Broker::new();
+    // Two minutes of sleep against a one-second grace: exiting at all
+    // means the task was handed back, not waited for.
+    let (worker, id) = sigterm_during_sleep(&b, "1", 120_000);
     let log = worker.log();
     assert!(log.contains("handed_back=1"), "{log}");
-
     let task = b.task(&id);
     assert_eq!(task["state"], json!("pending"), "handed back: {task}");
     assert_eq!(
@@ -691,13 +734,90 @@ fn sigterm_hands_a_running_task_back_within_the_grace_and_exits_zero() {
         t["state"] == json!("running")
     });
     let out = b.run(&["task", "cancel", &id]).ok();
-    assert!(
-        out.stdout
-            .starts_with(&format!("cancel requested for {id}")),
-        "{}",
-        out.stdout
-    );
+    let requested = format!("cancel requested for {id}");
+    assert!(out.stdout.starts_with(&requested), "{}", out.stdout);
     b.wait_task(&id, "the cancel reaches the worker", |t| {
         t["state"] == json!("cancelled")
     });
+}
+
+#[test]
+fn sigterm_lets_a_task_finish_within_the_grace() {
+    let b = Broker::new();
+    let (worker, id) = sigterm_during_sleep(&b, "60", 1500);
+    let task = b.task(&id);
+    assert_eq!(
+        task["state"],
+        json!("succeeded"),
+        "finished, not handed back: {task}"
+    );
+    assert_eq!(task["result"], json!({"slept_ms": 1500}), "{task}");
+    assert!(worker.log().contains("handed_back=0"), "{}", worker.log());
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL and Redis
+// ---------------------------------------------------------------------------
+
+/// Submit and wait, cancel a running task, retry it, list, and a schedule
+/// that fires, against a worker process on `b`.
+fn round_trip(b: &Broker) {
+    let _worker = b.worker(&["--concurrency", "4"]);
+    let done = b
+        .run(&[
+            "task", "submit", "noop", "--args", "[1, 2]", "--wait", "30", "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(done["state"], json!("succeeded"), "{done}");
+    assert_eq!(done["result"], json!([1, 2]), "{done}");
+
+    let id = uuid_line(
+        &b.run(&["task", "submit", "sleep", "--args", r#"{"ms": 120000}"#])
+            .ok(),
+    );
+    b.wait_task(&id, "the sleep runs", |t| t["state"] == json!("running"));
+    let out = b.run(&["task", "cancel", &id]).ok();
+    assert!(out.stdout.starts_with("cancel requested"), "{}", out.stdout);
+    b.wait_task(&id, "it is cancelled", |t| t["state"] == json!("cancelled"));
+    b.run(&["task", "cancel", &id])
+        .fails_with("already ended cancelled");
+    b.run(&["task", "retry", &id]).ok();
+    b.wait_task(&id, "it runs again", |t| t["state"] == json!("running"));
+    b.run(&["task", "cancel", &id]).ok();
+    let listed: Vec<Value> = b.list(&[]).iter().map(|t| t["id"].clone()).collect();
+    assert_eq!(listed, [json!(id), done["id"].clone()], "newest first");
+
+    b.run(&schedule_add(
+        "tick",
+        "* * * * * *",
+        &["--kind", "noop", "--args", "\"tick\""],
+    ))
+    .ok();
+    eventually("the schedule fires", || {
+        let ticks = b.list(&["--state", "succeeded"]).into_iter();
+        let n = ticks.filter(|t| t["args"] == json!("tick")).count();
+        if n >= 1 {
+            Ok(())
+        } else {
+            Err(format!("{n} ticks"))
+        }
+    });
+    b.run(&["schedule", "rm", "tick"]).ok();
+    b.run(&["task", "get", &uuid::Uuid::now_v7().to_string()])
+        .fails_with("not found");
+}
+
+#[test]
+fn round_trip_on_postgres() {
+    if let Some(b) = Broker::postgres() {
+        round_trip(&b);
+    }
+}
+
+#[test]
+fn round_trip_on_redis() {
+    if let Some(b) = Broker::redis() {
+        round_trip(&b);
+    }
 }

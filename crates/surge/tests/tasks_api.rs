@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::time::Duration;
 
 use common::{
@@ -945,6 +944,17 @@ async fn schedules_are_created_listed_fired_and_deleted(b: Backend) {
         "03:30 Europe/Paris in UTC: {nightly}"
     );
 
+    // A shortcut is stored as given.
+    let resp = server
+        .post_json(
+            "/schedules",
+            &json!({"name": "hourly", "cron": "@hourly", "task": {"kind": "noop"}}),
+        )
+        .await;
+    resp.expect_status(201);
+    assert_eq!(resp.json()["cron"], json!("@hourly"));
+    server.delete("/schedules/hourly").await.expect_status(204);
+
     // Every second: it fires, and tasks appear.
     let resp = server
         .post_json(
@@ -1204,6 +1214,25 @@ async fn queues_workers_health_metrics_and_openapi_show_the_queue(b: Backend) {
         paths["/tasks"]["post"]["responses"].get("422").is_some(),
         "POST /tasks documents its 422"
     );
+    for (path, method) in [
+        ("/tasks/{id}", "get"),
+        ("/tasks/{id}/cancel", "post"),
+        ("/tasks/{id}/retry", "post"),
+    ] {
+        let responses = &paths[path][method]["responses"];
+        for status in ["200", "404", "422"] {
+            assert!(
+                responses.get(status).is_some(),
+                "{method} {path} documents {status}: {responses}"
+            );
+        }
+    }
+    for (path, method) in [
+        ("/tasks/{id}/cancel", "post"),
+        ("/tasks/{id}/retry", "post"),
+    ] {
+        assert!(paths[path][method]["responses"].get("409").is_some());
+    }
 }
 
 async fn task_routes_need_the_bearer_token(b: Backend) {
@@ -1317,6 +1346,75 @@ async fn sigterm_hands_running_tasks_back_and_exits_zero(b: Backend) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_locked_sqlite_broker_is_503_broker_unavailable_and_stores_nothing() {
+    use sqlx::Connection as _;
+    use std::str::FromStr as _;
+    // The broker in a file of its own, so that locking it leaves the
+    // database alone.
+    let dir = common::fresh_temp_dir("broker");
+    let broker_url = format!("sqlite://{}", dir.join("broker.db").display());
+    let server = ServerBuilder::new(Backend::Sqlite)
+        .args([
+            "--broker-url",
+            broker_url.as_str(),
+            "--db-acquire-timeout",
+            "1",
+        ])
+        .args(["--workers", "0"])
+        .start()
+        .await;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(&broker_url)
+        .expect("sqlite url")
+        .busy_timeout(Duration::from_secs(30));
+    let mut locker = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .expect("open the broker file from the test");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .expect("BEGIN EXCLUSIVE");
+
+    let resp = server
+        .post_json("/tasks", &json!({"kind": "noop", "args": "locked out"}))
+        .await;
+    assert_error(&resp, 503, "broker_unavailable");
+    assert!(resp.header("retry-after").is_some(), "{:?}", resp.headers);
+    let schedule = json!({"name": "s", "cron": "* * * * *", "task": {"kind": "noop"}});
+    let resp = server.post_json("/schedules", &schedule).await;
+    assert_error(&resp, 503, "broker_unavailable");
+    // Counted as system errors (the caller did nothing wrong).
+    let metrics = server.get("/metrics").await.text;
+    assert_eq!(
+        metric(&metrics, "surge_http_errors_total{category=\"system\"}"),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "surge_http_errors_total{category=\"validation\"}"),
+        None
+    );
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("ROLLBACK");
+    locker.close().await.ok();
+    assert_eq!(
+        task_count(&server).await,
+        0,
+        "the refused submission was stored"
+    );
+    assert!(schedules(&server).await.is_empty());
+    submit(&server, json!({"kind": "noop"})).await;
+    server
+        .post_json("/schedules", &schedule)
+        .await
+        .expect_status(201);
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_broker_is_refused_at_startup_with_the_url_redacted() {
     let (status, stderr) = ServerBuilder::new(Backend::Sqlite)
         .args(["--broker-url", "redis://user:hunter2@127.0.0.1:1"])
@@ -1340,32 +1438,10 @@ async fn an_unreachable_broker_is_refused_at_startup_with_the_url_redacted() {
 // Redis as the broker
 // ---------------------------------------------------------------------------
 
-/// The Redis URL, or `None` after the SKIP line (panics when
-/// `SURGE_REQUIRE_BACKENDS` names redis).
-fn redis_url() -> Option<String> {
-    match std::env::var("SURGE_TEST_REDIS_URL") {
-        Ok(u) if !u.trim().is_empty() => Some(u.trim().to_owned()),
-        _ => {
-            let required = std::env::var(common::REQUIRE_BACKENDS_ENV)
-                .map(|v| v.to_ascii_lowercase().contains("redis"))
-                .unwrap_or(false);
-            assert!(
-                !required,
-                "SURGE_REQUIRE_BACKENDS requires redis but SURGE_TEST_REDIS_URL is unset"
-            );
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP redis: SURGE_TEST_REDIS_URL is unset"
-            );
-            None
-        }
-    }
-}
-
 /// A server on a SQLite database whose broker is Redis, in a namespace of
 /// its own.
 async fn redis_server(extra: &[&str]) -> Option<Server> {
-    let url = redis_url()?;
+    let url = common::redis_url()?;
     let namespace = format!("surge-test-{}", common::unique_suffix());
     Some(
         ServerBuilder::new(Backend::Sqlite)

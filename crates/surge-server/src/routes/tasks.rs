@@ -741,6 +741,7 @@ async fn reload(state: &AppState, id: TaskId) -> ApiResult<TaskView> {
         (status = 200, body = ActionView),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Already finished", body = ErrorBody),
+        (status = 422, description = "Not a UUID", body = ErrorBody),
     ))]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
@@ -773,6 +774,7 @@ pub(crate) async fn cancel(
         (status = 200, body = ActionView),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Not dead, failed or cancelled", body = ErrorBody),
+        (status = 422, description = "Not a UUID", body = ErrorBody),
     ))]
 pub(crate) async fn retry(
     State(state): State<AppState>,
