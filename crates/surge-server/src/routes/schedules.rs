@@ -137,22 +137,9 @@ pub(crate) async fn create(
     let schedule = state
         .queue
         .client()
-        .schedule(&name, &seconds_first(&cron), &tz, task)
+        .schedule(&name, &cron, &tz, task)
         .await?;
     Ok((StatusCode::CREATED, Json(ScheduleView::from(schedule))).into_response())
-}
-
-/// `expr` in the form the brokers store (seconds first, as
-/// `Schedule::cron` is documented): a five-field expression gets second 0
-/// in front, like [`CronSchedule::parse`] reads it. Without this a standard
-/// cron expression passes validation, then the broker refuses it.
-pub(crate) fn seconds_first(expr: &str) -> String {
-    let expr = expr.trim();
-    if !expr.starts_with('@') && expr.split_whitespace().count() == 5 {
-        format!("0 {expr}")
-    } else {
-        expr.to_owned()
-    }
 }
 
 /// Every schedule, by name.

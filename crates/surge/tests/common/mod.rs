@@ -24,9 +24,6 @@ pub(crate) const STARTUP_DEADLINE: Duration = Duration::from_secs(90);
 /// instead of hanging it forever. Never a timing assertion.
 pub(crate) const REQUEST_SAFETY_NET: Duration = Duration::from_secs(120);
 
-pub(crate) const POSTGRES_URL_ENV: &str = "SURGE_TEST_POSTGRES_URL";
-pub(crate) const REQUIRE_BACKENDS_ENV: &str = "SURGE_REQUIRE_BACKENDS";
-
 // ---------------------------------------------------------------------------
 // Backends
 // ---------------------------------------------------------------------------
@@ -41,43 +38,13 @@ pub(crate) enum Backend {
 /// line) when unset. Panics when `SURGE_REQUIRE_BACKENDS` contains
 /// `postgres` and the URL is unset.
 pub(crate) fn postgres_base_url() -> Option<String> {
-    service_url(
-        "postgres",
-        POSTGRES_URL_ENV,
-        "postgres://postgres@127.0.0.1:5432/test",
-    )
+    surge_testkit::postgres_url()
 }
 
 /// The Redis URL for tests (`SURGE_TEST_REDIS_URL`), under the same rules
 /// as [`postgres_base_url`].
 pub(crate) fn redis_url() -> Option<String> {
-    service_url("redis", REDIS_URL_ENV, "redis://127.0.0.1:6379")
-}
-
-pub(crate) const REDIS_URL_ENV: &str = "SURGE_TEST_REDIS_URL";
-
-/// The URL in `var`, or `None` after printing `SKIP <backend>: …`; panics
-/// when `SURGE_REQUIRE_BACKENDS` names `backend` and `var` is unset.
-pub(crate) fn service_url(backend: &str, var: &str, example: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_string()),
-        _ => {
-            let required = std::env::var(REQUIRE_BACKENDS_ENV)
-                .map(|v| v.to_ascii_lowercase().contains(backend))
-                .unwrap_or(false);
-            if required {
-                panic!(
-                    "{REQUIRE_BACKENDS_ENV} requires {backend} but {var} is unset \
-                     (set it to e.g. {example})"
-                );
-            }
-            // Straight to the stderr handle: libtest captures `println!` of
-            // passing tests, and a skip must be visible in the run's output.
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "SKIP {backend}: {var} is unset");
-            None
-        }
-    }
+    surge_testkit::redis_url()
 }
 
 /// Whether the PostgreSQL variant of a test should run (prints the SKIP line
