@@ -319,11 +319,12 @@ impl<B: Broker> Client<B> {
         self.registry.validate(&task.kind, &task.args)?;
         check_name("queue", &task.queue)?;
         if let Some(key) = &task.unique_key
-            && (key.is_empty() || key.len() > 512) {
-                return Err(SubmitError::Invalid(
-                    "unique_key must be 1 to 512 characters".into(),
-                ));
-            }
+            && (key.is_empty() || key.len() > 512)
+        {
+            return Err(SubmitError::Invalid(
+                "unique_key must be 1 to 512 characters".into(),
+            ));
+        }
         let o = &task.options;
         if o.backoff.base_ms > o.backoff.cap_ms {
             return Err(SubmitError::Invalid(format!(
@@ -332,11 +333,12 @@ impl<B: Broker> Client<B> {
             )));
         }
         if let (Some(soft), Some(hard)) = (o.soft_time_limit_ms, o.hard_time_limit_ms)
-            && soft > hard {
-                return Err(SubmitError::Invalid(format!(
-                    "soft time limit ({soft} ms) is longer than the hard one ({hard} ms)"
-                )));
-            }
+            && soft > hard
+        {
+            return Err(SubmitError::Invalid(format!(
+                "soft time limit ({soft} ms) is longer than the hard one ({hard} ms)"
+            )));
+        }
         if o.soft_time_limit_ms == Some(0) || o.hard_time_limit_ms == Some(0) {
             return Err(SubmitError::Invalid("time limits must be positive".into()));
         }
@@ -486,7 +488,7 @@ impl<B: Broker> Client<B> {
             .ok_or_else(|| ScheduleError::NoFutureTick(cron.to_owned()))?;
         let schedule = Schedule {
             name: name.to_owned(),
-            cron: cron.trim().to_owned(),
+            cron: crate::schedule::normalize(cron),
             timezone: timezone.trim().to_owned(),
             task,
             next_fire_at,

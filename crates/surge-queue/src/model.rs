@@ -526,8 +526,9 @@ pub struct QueueCount {
 pub struct Schedule {
     /// Unique name.
     pub name: String,
-    /// Cron expression (seconds field first, as the `cron` crate reads it:
-    /// `sec min hour day-of-month month day-of-week [year]`).
+    /// Cron expression, stored seconds field first, as the `cron` crate
+    /// reads it: `sec min hour day-of-month month day-of-week [year]`
+    /// ([`crate::schedule::normalize`] turns a five-field one into it).
     pub cron: String,
     /// IANA time zone the expression is read in (`UTC`, `Europe/Paris`).
     pub timezone: String,
@@ -565,7 +566,10 @@ mod tests {
             high |= d > 300;
         }
         assert!(low && high, "full jitter spans the whole range");
-        let zero = Backoff { base_ms: 0, cap_ms: 0 };
+        let zero = Backoff {
+            base_ms: 0,
+            cap_ms: 0,
+        };
         assert_eq!(zero.delay(3).as_millis(), 0);
     }
 

@@ -46,13 +46,7 @@ impl CronSchedule {
     pub fn parse(expr: &str, timezone: &str) -> Result<CronSchedule, ScheduleError> {
         let tz = Tz::from_str(timezone.trim())
             .map_err(|_| ScheduleError::BadTimezone(timezone.to_owned()))?;
-        let trimmed = expr.trim();
-        let fields = trimmed.split_whitespace().count();
-        let normalised = if !trimmed.starts_with('@') && fields == 5 {
-            format!("0 {trimmed}")
-        } else {
-            trimmed.to_owned()
-        };
+        let normalised = normalize(expr);
         let schedule =
             cron::Schedule::from_str(&normalised).map_err(|e| ScheduleError::BadCron {
                 expr: expr.to_owned(),
@@ -71,6 +65,18 @@ impl CronSchedule {
             .after(&after.with_timezone(&self.tz))
             .next()
             .map(|t| t.with_timezone(&Utc))
+    }
+}
+
+/// `expr` in the seconds-first form the `cron` crate reads (and brokers
+/// store): a five-field standard expression gets second 0 in front; other
+/// forms are only trimmed.
+pub fn normalize(expr: &str) -> String {
+    let trimmed = expr.trim();
+    if !trimmed.starts_with('@') && trimmed.split_whitespace().count() == 5 {
+        format!("0 {trimmed}")
+    } else {
+        trimmed.to_owned()
     }
 }
 

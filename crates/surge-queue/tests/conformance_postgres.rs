@@ -4,7 +4,6 @@
 //! why it skipped, unless `SURGE_REQUIRE_BACKENDS` names `postgres`, in
 //! which case a skip is a failure.
 
-use std::io::Write;
 use std::time::Duration;
 
 use sqlx::Connection;
@@ -12,34 +11,11 @@ use surge_queue::broker::BrokerConfig;
 use surge_queue::broker::postgres::PgBroker;
 use surge_queue::conformance::{LONG_LEASE, WAIT, register};
 use surge_queue::{Broker, BrokerError, NewTask};
+use surge_testkit::{postgres_url, with_search_path};
 use tokio::task::JoinHandle;
 
 /// Schemas of runs older than this are dropped by the next run.
 const STALE_AFTER: Duration = Duration::from_secs(3_600);
-
-fn postgres_url() -> Option<String> {
-    match std::env::var("SURGE_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let required = std::env::var("SURGE_REQUIRE_BACKENDS").unwrap_or_default();
-            assert!(
-                !required.split(',').any(|b| b.trim() == "postgres"),
-                "SURGE_REQUIRE_BACKENDS names postgres but SURGE_TEST_POSTGRES_URL is not set"
-            );
-            // Straight to the stderr handle: libtest captures `eprintln!`.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP postgres: SURGE_TEST_POSTGRES_URL not set"
-            );
-            None
-        }
-    }
-}
-
-fn with_search_path(base: &str, schema: &str) -> String {
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options=-c%20search_path%3D{schema}")
-}
 
 /// A new schema `q_<uuid v7 hex>` and the URL that uses it; schemas of
 /// this suite older than [`STALE_AFTER`] (the uuid tells when they were

@@ -7,7 +7,6 @@
 //! failure. The suite has no teardown hook, so the first case of a run
 //! deletes the namespaces that runs more than ten minutes old left behind.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::time::{Duration, Instant};
@@ -24,6 +23,7 @@ use surge_queue::model::{
     Completion, NewTask, Outcome, Rescued, RetryOutcome, Schedule, TaskFilter, TaskState,
 };
 use surge_queue::{Broker, BrokerError, TaskError};
+use surge_testkit::redis_url;
 
 const PREFIX: &str = "surge-test-";
 
@@ -53,25 +53,6 @@ async fn fresh_in_namespace() -> Option<(RedisBroker, MultiplexedConnection, Str
         .await
         .expect("connect");
     Some((broker, conn, namespace))
-}
-
-fn redis_url() -> Option<String> {
-    match std::env::var("SURGE_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let required = std::env::var("SURGE_REQUIRE_BACKENDS").unwrap_or_default();
-            assert!(
-                !required.split(',').any(|b| b.trim() == "redis"),
-                "SURGE_REQUIRE_BACKENDS names redis but SURGE_TEST_REDIS_URL is not set"
-            );
-            // Straight to the stderr handle: a skip must be visible.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP redis: SURGE_TEST_REDIS_URL not set"
-            );
-            None
-        }
-    }
 }
 
 /// Deletes the keys of test namespaces created more than ten minutes ago.

@@ -45,7 +45,11 @@ impl Task for Sum {
     type Args = Value;
     type Output = i64;
     async fn run(&self, ctx: TaskContext, _args: Value) -> Result<i64, TaskError> {
-        let items = ctx.parent().and_then(Value::as_array).cloned().unwrap_or_default();
+        let items = ctx
+            .parent()
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         Ok(items.iter().filter_map(Value::as_i64).sum())
     }
 }
@@ -84,7 +88,10 @@ impl Task for Limited {
 
 fn registry() -> Arc<Registry> {
     let mut r = Registry::with_builtins();
-    r.register(Add).register(Sum).register(Echo).register(Limited);
+    r.register(Add)
+        .register(Sum)
+        .register(Echo)
+        .register(Limited);
     Arc::new(r)
 }
 
@@ -135,14 +142,21 @@ fn client(broker: &AnyBroker) -> Client<AnyBroker> {
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Polls `get` until `done` holds (or panics after 30 s).
-async fn until(broker: &AnyBroker, id: surge_queue::TaskId, done: impl Fn(&surge_queue::TaskRecord) -> bool) -> surge_queue::TaskRecord {
+async fn until(
+    broker: &AnyBroker,
+    id: surge_queue::TaskId,
+    done: impl Fn(&surge_queue::TaskRecord) -> bool,
+) -> surge_queue::TaskRecord {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let t = broker.get(id).await.expect("get").expect("task exists");
         if done(&t) {
             return t;
         }
-        assert!(tokio::time::Instant::now() < deadline, "task never reached the expected state: {t:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task never reached the expected state: {t:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -171,17 +185,26 @@ async fn retries_with_bounded_backoff_then_succeeds(b: AnyBroker) {
     let w = start(&b, fast_config());
     let c = client(&b);
     let mut task = c
-        .task("fail", json!({ "category": "network", "succeed_on_attempt": 3 }))
+        .task(
+            "fail",
+            json!({ "category": "network", "succeed_on_attempt": 3 }),
+        )
         .unwrap()
         .with_max_retries(5);
-    task.options.backoff = Backoff { base_ms: 100, cap_ms: 300 };
+    task.options.backoff = Backoff {
+        base_ms: 100,
+        cap_ms: 300,
+    };
     c.submit(task.clone()).await.unwrap();
     // While it waits between attempts, its next run is within the cap.
     let retrying = until(&b, task.id, |t| t.state == TaskState::Retrying).await;
     let err = retrying.error.clone().expect("error stored while retrying");
     assert_eq!(err.category, ErrorCategory::Network);
     let started = retrying.started_at.unwrap();
-    assert!(retrying.run_at >= started, "next attempt before the failed one started");
+    assert!(
+        retrying.run_at >= started,
+        "next attempt before the failed one started"
+    );
     assert!(
         retrying.run_at <= chrono::Utc::now() + chrono::Duration::milliseconds(300),
         "backoff above its cap: run_at {}",
@@ -197,8 +220,14 @@ async fn retries_with_bounded_backoff_then_succeeds(b: AnyBroker) {
 async fn dead_after_retries_with_failure_callback(b: AnyBroker) {
     let w = start(&b, fast_config());
     let c = client(&b);
-    let mut task = c.task("fail", json!({ "message": "boom" })).unwrap().with_max_retries(2);
-    task.options.backoff = Backoff { base_ms: 10, cap_ms: 20 };
+    let mut task = c
+        .task("fail", json!({ "message": "boom" }))
+        .unwrap()
+        .with_max_retries(2);
+    task.options.backoff = Backoff {
+        base_ms: 10,
+        cap_ms: 20,
+    };
     let alert = c.task("test.echo", Value::Null).unwrap();
     task.options.on_failure = vec![alert.clone()];
     c.submit(task.clone()).await.unwrap();
@@ -218,14 +247,20 @@ async fn dead_after_retries_with_failure_callback(b: AnyBroker) {
     );
     let again = c.wait(task.id, WAIT).await.unwrap();
     assert_eq!(again.state, TaskState::Dead);
-    assert_eq!(again.attempts, 3, "attempts restart from zero after a manual retry");
+    assert_eq!(
+        again.attempts, 3,
+        "attempts restart from zero after a manual retry"
+    );
     w.stop().await;
 }
 
 async fn non_retryable_errors_fail_at_once(b: AnyBroker) {
     let w = start(&b, fast_config());
     let c = client(&b);
-    let task = c.task("fail", json!({ "category": "validation" })).unwrap().with_max_retries(5);
+    let task = c
+        .task("fail", json!({ "category": "validation" }))
+        .unwrap()
+        .with_max_retries(5);
     c.submit(task.clone()).await.unwrap();
     let r = c.wait(task.id, WAIT).await.unwrap();
     assert_eq!(r.state, TaskState::Failed);
@@ -236,12 +271,22 @@ async fn non_retryable_errors_fail_at_once(b: AnyBroker) {
 async fn hard_time_limit_drops_the_handler(b: AnyBroker) {
     let w = start(&b, fast_config());
     let c = client(&b);
-    let mut task = c.task("sleep", json!({ "ms": 60_000 })).unwrap().with_max_retries(1);
+    let mut task = c
+        .task("sleep", json!({ "ms": 60_000 }))
+        .unwrap()
+        .with_max_retries(1);
     task.options.hard_time_limit_ms = Some(300);
-    task.options.backoff = Backoff { base_ms: 10, cap_ms: 20 };
+    task.options.backoff = Backoff {
+        base_ms: 10,
+        cap_ms: 20,
+    };
     c.submit(task.clone()).await.unwrap();
     let r = c.wait(task.id, WAIT).await.unwrap();
-    assert_eq!(r.state, TaskState::Dead, "a timeout is retried, then dead: {r:?}");
+    assert_eq!(
+        r.state,
+        TaskState::Dead,
+        "a timeout is retried, then dead: {r:?}"
+    );
     assert_eq!(r.attempts, 2);
     let e = r.error.unwrap();
     assert_eq!(e.category, ErrorCategory::Timeout);
@@ -252,7 +297,10 @@ async fn hard_time_limit_drops_the_handler(b: AnyBroker) {
 async fn soft_time_limit_tells_the_handler(b: AnyBroker) {
     let w = start(&b, fast_config());
     let c = client(&b);
-    let mut task = c.task("sleep", json!({ "ms": 60_000 })).unwrap().with_max_retries(0);
+    let mut task = c
+        .task("sleep", json!({ "ms": 60_000 }))
+        .unwrap()
+        .with_max_retries(0);
     task.options.soft_time_limit_ms = Some(200);
     task.options.hard_time_limit_ms = Some(20_000);
     c.submit(task.clone()).await.unwrap();
@@ -266,15 +314,29 @@ async fn cancel_running_and_waiting(b: AnyBroker) {
     let w = start(&b, fast_config());
     let c = client(&b);
     let running = c.task("sleep", json!({ "ms": 60_000 })).unwrap();
-    let later = c.task("noop", Value::Null).unwrap().with_countdown(Duration::from_secs(3600));
-    c.submit_many(&[running.clone(), later.clone()]).await.unwrap();
+    let later = c
+        .task("noop", Value::Null)
+        .unwrap()
+        .with_countdown(Duration::from_secs(3600));
+    c.submit_many(&[running.clone(), later.clone()])
+        .await
+        .unwrap();
     until(&b, running.id, |t| t.state == TaskState::Running).await;
     let far = chrono::Utc::now() + chrono::Duration::days(1);
-    assert_eq!(b.cancel(running.id, far).await.unwrap(), Some(surge_queue::model::CancelOutcome::Requested));
-    assert_eq!(b.cancel(later.id, far).await.unwrap(), Some(surge_queue::model::CancelOutcome::Cancelled));
+    assert_eq!(
+        b.cancel(running.id, far).await.unwrap(),
+        Some(surge_queue::model::CancelOutcome::Requested)
+    );
+    assert_eq!(
+        b.cancel(later.id, far).await.unwrap(),
+        Some(surge_queue::model::CancelOutcome::Cancelled)
+    );
     let r = c.wait(running.id, WAIT).await.unwrap();
     assert_eq!(r.state, TaskState::Cancelled);
-    assert_eq!(b.get(later.id).await.unwrap().unwrap().state, TaskState::Cancelled);
+    assert_eq!(
+        b.get(later.id).await.unwrap().unwrap().state,
+        TaskState::Cancelled
+    );
     w.stop().await;
 }
 
@@ -282,9 +344,14 @@ async fn progress_is_visible_while_running(b: AnyBroker) {
     let w = start(&b, fast_config());
     let c = client(&b);
     let items: Vec<Value> = (0..30).map(|i| json!(format!("item {i}"))).collect();
-    let task = c.task("process", json!({ "items": items, "item_ms": 100 })).unwrap();
+    let task = c
+        .task("process", json!({ "items": items, "item_ms": 100 }))
+        .unwrap();
     c.submit(task.clone()).await.unwrap();
-    let seen = until(&b, task.id, |t| t.state == TaskState::Running && t.progress.is_some()).await;
+    let seen = until(&b, task.id, |t| {
+        t.state == TaskState::Running && t.progress.is_some()
+    })
+    .await;
     let p = seen.progress.unwrap();
     assert!(p.fraction > 0.0 && p.fraction < 1.0, "{p:?}");
     assert!(p.message.unwrap().contains("of 30"));
@@ -318,14 +385,22 @@ async fn chain_group_and_chord(b: AnyBroker) {
 
     // group
     let g = c
-        .group((0..5).map(|n| c.task("test.add", json!({ "n": n })).unwrap()).collect())
+        .group(
+            (0..5)
+                .map(|n| c.task("test.add", json!({ "n": n })).unwrap())
+                .collect(),
+        )
         .await
         .unwrap();
     for id in &g.members {
         assert_eq!(c.wait(*id, WAIT).await.unwrap().state, TaskState::Succeeded);
     }
     let members = b
-        .list(&TaskFilter { group_id: Some(g.group_id), limit: 100, ..TaskFilter::default() })
+        .list(&TaskFilter {
+            group_id: Some(g.group_id),
+            limit: 100,
+            ..TaskFilter::default()
+        })
         .await
         .unwrap();
     assert_eq!(members.len(), 5);
@@ -333,7 +408,9 @@ async fn chain_group_and_chord(b: AnyBroker) {
     // chord: sum of 0..10 = 45, callback runs once.
     let chord = c
         .chord(
-            (0..10).map(|n| c.task("test.add", json!({ "n": n })).unwrap()).collect(),
+            (0..10)
+                .map(|n| c.task("test.add", json!({ "n": n })).unwrap())
+                .collect(),
             c.task("test.sum", Value::Null).unwrap(),
         )
         .await
@@ -344,7 +421,11 @@ async fn chain_group_and_chord(b: AnyBroker) {
     assert_eq!(r.result, Some(json!(45)));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sums = b
-        .list(&TaskFilter { kind: Some("test.sum".into()), limit: 100, ..TaskFilter::default() })
+        .list(&TaskFilter {
+            kind: Some("test.sum".into()),
+            limit: 100,
+            ..TaskFilter::default()
+        })
         .await
         .unwrap();
     assert_eq!(sums.len(), 1, "chord callback ran once");
@@ -354,7 +435,10 @@ async fn chain_group_and_chord(b: AnyBroker) {
 async fn until_exists(b: &AnyBroker, id: surge_queue::TaskId) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while b.get(id).await.unwrap().is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "task {id} never created");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task {id} never created"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -362,20 +446,31 @@ async fn until_exists(b: &AnyBroker, id: surge_queue::TaskId) {
 async fn cron_ticks_fire_once_with_two_schedulers(b: AnyBroker) {
     let c = client(&b);
     let template = c.task("test.echo", Value::Null).unwrap();
-    c.schedule("every-second", "* * * * * *", "UTC", template).await.unwrap();
+    c.schedule("every-second", "* * * * * *", "UTC", template)
+        .await
+        .unwrap();
     let one = start(&b, fast_config());
     let two = start(&b, fast_config());
     tokio::time::sleep(Duration::from_millis(4_500)).await;
     one.stop().await;
     two.stop().await;
     let fired = b
-        .list(&TaskFilter { kind: Some("test.echo".into()), limit: 1000, ..TaskFilter::default() })
+        .list(&TaskFilter {
+            kind: Some("test.echo".into()),
+            limit: 1000,
+            ..TaskFilter::default()
+        })
         .await
         .unwrap();
     assert!(fired.len() >= 2, "ticks fired: {}", fired.len());
     let mut ticks: Vec<String> = fired
         .iter()
-        .map(|t| t.options.parent.as_ref().unwrap()["tick"].as_str().unwrap().to_owned())
+        .map(|t| {
+            t.options.parent.as_ref().unwrap()["tick"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     ticks.sort();
     let n = ticks.len();
@@ -393,7 +488,10 @@ async fn unique_keys_under_concurrent_submission(b: AnyBroker) {
     for _ in 0..20 {
         let c = c.clone();
         joins.push(tokio::spawn(async move {
-            let t = c.task("noop", Value::Null).unwrap().with_unique_key("report:2026-11-23");
+            let t = c
+                .task("noop", Value::Null)
+                .unwrap()
+                .with_unique_key("report:2026-11-23");
             c.submit(t).await.unwrap()
         }));
     }
@@ -455,7 +553,9 @@ async fn rate_limit_spaces_starts(b: AnyBroker) {
     let one = start(&b, fast_config());
     let two = start(&b, fast_config());
     let c = client(&b);
-    let tasks: Vec<NewTask> = (0..8).map(|i| c.task("test.limited", json!(i)).unwrap()).collect();
+    let tasks: Vec<NewTask> = (0..8)
+        .map(|i| c.task("test.limited", json!(i)).unwrap())
+        .collect();
     c.submit_many(&tasks).await.unwrap();
     let mut starts = Vec::new();
     for t in &tasks {
@@ -467,7 +567,10 @@ async fn rate_limit_spaces_starts(b: AnyBroker) {
     // 8 starts at 5/s with a bucket of 1 need at least 7/5 s between the
     // first and the last, whatever the machine's speed.
     let span = (starts[7] - starts[0]).num_milliseconds();
-    assert!(span >= 1_300, "8 starts within {span} ms despite a 5/s limit");
+    assert!(
+        span >= 1_300,
+        "8 starts within {span} ms despite a 5/s limit"
+    );
     one.stop().await;
     two.stop().await;
 }
@@ -475,18 +578,35 @@ async fn rate_limit_spaces_starts(b: AnyBroker) {
 async fn eta_in_past_and_future(b: AnyBroker) {
     let w = start(&b, fast_config());
     let c = client(&b);
-    let past = c.task("noop", Value::Null).unwrap().with_eta(chrono::Utc::now() - chrono::Duration::hours(1));
-    let future = c.task("noop", Value::Null).unwrap().with_countdown(Duration::from_millis(1500));
-    c.submit_many(&[past.clone(), future.clone()]).await.unwrap();
+    let past = c
+        .task("noop", Value::Null)
+        .unwrap()
+        .with_eta(chrono::Utc::now() - chrono::Duration::hours(1));
+    let future = c
+        .task("noop", Value::Null)
+        .unwrap()
+        .with_countdown(Duration::from_millis(1500));
+    c.submit_many(&[past.clone(), future.clone()])
+        .await
+        .unwrap();
     let p = c.wait(past.id, WAIT).await.unwrap();
     assert_eq!(p.state, TaskState::Succeeded);
     let f = c.wait(future.id, WAIT).await.unwrap();
-    assert!(f.started_at.unwrap() >= future.run_at, "started before its ETA");
+    assert!(
+        f.started_at.unwrap() >= future.run_at,
+        "started before its ETA"
+    );
     w.stop().await;
 }
 
 async fn shutdown_hands_back_running_tasks(b: AnyBroker) {
-    let w = start(&b, WorkerConfig { grace_period: Duration::from_millis(300), ..fast_config() });
+    let w = start(
+        &b,
+        WorkerConfig {
+            grace_period: Duration::from_millis(300),
+            ..fast_config()
+        },
+    );
     let c = client(&b);
     let task = c.task("sleep", json!({ "ms": 60_000 })).unwrap();
     c.submit(task.clone()).await.unwrap();
@@ -494,7 +614,10 @@ async fn shutdown_hands_back_running_tasks(b: AnyBroker) {
     let report = w.stop().await;
     assert_eq!(report.handed_back, 1);
     let r = b.get(task.id).await.unwrap().unwrap();
-    assert!(r.state == TaskState::Pending || r.state == TaskState::Scheduled, "{r:?}");
+    assert!(
+        r.state == TaskState::Pending || r.state == TaskState::Scheduled,
+        "{r:?}"
+    );
     assert_eq!(r.attempts, 0, "a handed-back attempt does not count");
     assert!(b.workers().await.unwrap().is_empty(), "worker deregistered");
     // Another worker takes it up.

@@ -187,9 +187,11 @@ impl ApiError {
         match self.code {
             "timeout" => ErrorCategory::Timeout,
             "conflict" | "not_found" => ErrorCategory::Business,
-            "overloaded" | "database_unavailable" | "unavailable" | "internal" => {
-                ErrorCategory::System
-            }
+            "overloaded"
+            | "database_unavailable"
+            | "broker_unavailable"
+            | "unavailable"
+            | "internal" => ErrorCategory::System,
             _ => ErrorCategory::Validation,
         }
     }
@@ -277,7 +279,9 @@ impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match e {
             SubmitError::Broker(b) => b.into(),
-            SubmitError::Kind(k) => ApiError::validation(vec![FieldError::new("kind", k.to_string())]),
+            SubmitError::Kind(k) => {
+                ApiError::validation(vec![FieldError::new("kind", k.to_string())])
+            }
             SubmitError::Schedule(s) => {
                 ApiError::validation(vec![FieldError::new("cron", s.to_string())])
             }

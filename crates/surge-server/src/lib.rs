@@ -8,11 +8,15 @@
 //! # Example
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use surge_server::{AppState, ServerConfig, router};
+//! use std::sync::Arc;
+//! use surge_queue::{AnyBroker, BrokerConfig, Client, Registry};
+//! use surge_server::{AppState, Queue, ServerConfig, router};
 //! use surge_store::{Database, PoolConfig};
 //!
 //! let db = Database::connect("sqlite://surge.db", &PoolConfig::default()).await?;
-//! let app = router(AppState::new(db), &ServerConfig::default());
+//! let broker = AnyBroker::connect("sqlite://surge.db", &BrokerConfig::default()).await?;
+//! let queue = Queue::new(Client::new(broker, Arc::new(Registry::with_builtins())));
+//! let app = router(AppState::new(db, queue), &ServerConfig::default());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }

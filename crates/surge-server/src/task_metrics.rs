@@ -141,7 +141,9 @@ fn kind(kind: &str) -> KindLabels {
 
 impl Observer for TaskMetrics {
     fn task_started(&self, k: &str, queued: Duration) {
-        self.wait.get_or_create(&kind(k)).observe(queued.as_secs_f64());
+        self.wait
+            .get_or_create(&kind(k))
+            .observe(queued.as_secs_f64());
     }
 
     fn task_finished(&self, k: &str, outcome: &'static str, run_time: Duration) {
@@ -151,7 +153,9 @@ impl Observer for TaskMetrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
-        self.run.get_or_create(&kind(k)).observe(run_time.as_secs_f64());
+        self.run
+            .get_or_create(&kind(k))
+            .observe(run_time.as_secs_f64());
     }
 
     fn time_limit_killed(&self, k: &str) {

@@ -50,31 +50,7 @@ async fn postgres_outage_is_unavailable_not_a_generic_error() {
     );
 }
 
-fn postgres_url() -> Option<String> {
-    match std::env::var("SURGE_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let required = std::env::var("SURGE_REQUIRE_BACKENDS").unwrap_or_default();
-            assert!(
-                !required.split(',').any(|b| b.trim() == "postgres"),
-                "SURGE_REQUIRE_BACKENDS names postgres but SURGE_TEST_POSTGRES_URL is unset"
-            );
-            // Straight to the stderr handle: libtest captures `eprintln!`
-            // of passing tests, and a skip must be visible.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP postgres: SURGE_TEST_POSTGRES_URL is unset"
-            );
-            None
-        }
-    }
-}
-
-fn with_search_path(base: &str, schema: &str) -> String {
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options=-c%20search_path%3D{schema}")
-}
+use surge_testkit::{postgres_url, with_search_path};
 
 async fn exec(url: &str, sql: &str) {
     use sqlx::Connection;

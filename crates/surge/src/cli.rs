@@ -121,7 +121,12 @@ pub(crate) struct WorkerArgs {
     #[arg(long, env = "SURGE_CONCURRENCY", default_value_t = 64)]
     pub(crate) concurrency: usize,
     /// Queues to take tasks from, comma-separated.
-    #[arg(long, env = "SURGE_QUEUES", value_delimiter = ',', default_value = "default")]
+    #[arg(
+        long,
+        env = "SURGE_QUEUES",
+        value_delimiter = ',',
+        default_value = "default"
+    )]
     pub(crate) queues: Vec<String>,
     /// Seconds a lease lives without a heartbeat; a dead worker's tasks run
     /// again this long after it died.
@@ -182,29 +187,30 @@ pub(crate) struct TaskSubmitArgs {
     pub(crate) broker: BrokerArgs,
     /// Task kind: noop, sleep, process, fail.
     pub(crate) kind: String,
-    /// Arguments as JSON, e.g. '{"ms": 500}'.
-    #[arg(long, default_value = "null")]
-    pub(crate) args: String,
+    /// Arguments as JSON, e.g. '{"ms": 500}' [default: none: null, or {}
+    /// for a kind whose arguments are all optional].
+    #[arg(long, value_name = "JSON")]
+    pub(crate) args: Option<String>,
     /// Queue.
     #[arg(long, default_value = "default")]
     pub(crate) queue: String,
-    /// Priority (higher first).
+    /// Priority, -1000..=1000 (higher first).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub(crate) priority: i32,
-    /// Seconds before it may run.
-    #[arg(long, conflicts_with = "eta")]
+    /// Seconds before it may run (0: now; at most ten years).
+    #[arg(long, conflicts_with = "eta", value_name = "SECS")]
     pub(crate) countdown: Option<f64>,
     /// Not before this time (RFC 3339).
     #[arg(long)]
     pub(crate) eta: Option<String>,
-    /// Retries after the first attempt [default: the kind's].
+    /// Retries after the first attempt, at most 100 [default: the kind's].
     #[arg(long)]
     pub(crate) max_retries: Option<u32>,
-    /// Soft time limit in seconds.
-    #[arg(long)]
+    /// Soft time limit in seconds (the handler is told to stop).
+    #[arg(long, value_name = "SECS")]
     pub(crate) soft_time_limit: Option<f64>,
-    /// Hard time limit in seconds.
-    #[arg(long)]
+    /// Hard time limit in seconds (the handler is dropped).
+    #[arg(long, value_name = "SECS")]
     pub(crate) hard_time_limit: Option<f64>,
     /// Unique key: a live task holding it is returned instead.
     #[arg(long)]
@@ -257,9 +263,9 @@ pub(crate) enum ScheduleCommand {
         /// Task kind.
         #[arg(long)]
         kind: String,
-        /// Task arguments as JSON.
-        #[arg(long, default_value = "null")]
-        args: String,
+        /// Task arguments as JSON [default: none].
+        #[arg(long, value_name = "JSON")]
+        args: Option<String>,
         /// Queue.
         #[arg(long, default_value = "default")]
         queue: String,

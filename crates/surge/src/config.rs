@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use surge_queue::schedule::validate_name;
 use surge_server::ServerConfig;
 use surge_store::PoolConfig;
 
@@ -157,11 +158,22 @@ pub(crate) fn worker_config(
     if lease_ttl < Duration::from_millis(500) {
         bail!("--lease-ttl must be at least 0.5 seconds");
     }
+    if concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
     let queues: Vec<String> = queues
         .into_iter()
         .map(|q| q.trim().to_owned())
         .filter(|q| !q.is_empty())
         .collect();
+    if queues.is_empty() {
+        bail!("--queues must name at least one queue");
+    }
+    if let Some(bad) = queues.iter().find(|q| validate_name(q).is_err()) {
+        bail!(
+            "--queues: {bad:?} is not a queue name (1 to 200 letters, digits, '.', '_', '-', ':')"
+        );
+    }
     let config = surge_queue::WorkerConfig {
         queues,
         concurrency,
@@ -170,7 +182,9 @@ pub(crate) fn worker_config(
         grace_period: grace,
         ..surge_queue::WorkerConfig::default()
     };
-    config.validate().map_err(|e| anyhow::anyhow!("invalid worker settings: {e}"))?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid worker settings: {e}"))?;
     Ok(config)
 }
 

@@ -12,32 +12,41 @@ use surge_queue::broker::AnyBroker;
 use surge_queue::broker::any::redact;
 use surge_queue::model::{CancelOutcome, RetryOutcome, TaskFilter};
 use surge_queue::{
-    Broker, BrokerConfig, Client, Observer, Registry, TaskRecord, TaskState, Worker, WorkerConfig,
+    Broker, BrokerConfig, Client, NewTask, Observer, Registry, TaskRecord, TaskState, Worker,
+    WorkerConfig,
 };
 
 use crate::cli::{BrokerArgs, ScheduleCommand, TaskCommand, TaskSubmitArgs, WorkerArgs};
 use crate::config::worker_config;
 use crate::logging;
 
-/// The broker settings: pool size, and the Redis key namespace from
-/// `SURGE_BROKER_NAMESPACE` (default `surge`), so several deployments (or
-/// test runs) can share one Redis.
-fn broker_config(max_connections: u32) -> BrokerConfig {
+/// The broker settings: pool size, how long a call waits for a connection
+/// (SQLite: for the write lock) before the broker counts as unavailable,
+/// and the Redis key namespace from `SURGE_BROKER_NAMESPACE` (default
+/// `surge`), so several deployments (or test runs) can share one Redis.
+fn broker_config(max_connections: u32, acquire_timeout: Option<Duration>) -> BrokerConfig {
+    let defaults = BrokerConfig::default();
     let mut config = BrokerConfig {
         max_connections,
-        ..BrokerConfig::default()
+        acquire_timeout: acquire_timeout.unwrap_or(defaults.acquire_timeout),
+        ..defaults
     };
-    if let Ok(ns) = std::env::var("SURGE_BROKER_NAMESPACE") {
-        if !ns.trim().is_empty() {
-            config.namespace = ns.trim().to_owned();
-        }
+    if let Ok(ns) = std::env::var("SURGE_BROKER_NAMESPACE")
+        && !ns.trim().is_empty()
+    {
+        config.namespace = ns.trim().to_owned();
     }
     config
 }
 
-/// Connects to `url` with the given pool size.
-pub(crate) async fn connect(url: &str, max_connections: u32) -> anyhow::Result<AnyBroker> {
-    let config = broker_config(max_connections);
+/// Connects to `url` with the given pool size and acquire timeout (default
+/// 5 s).
+pub(crate) async fn connect(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Option<Duration>,
+) -> anyhow::Result<AnyBroker> {
+    let config = broker_config(max_connections, acquire_timeout);
     AnyBroker::connect(url, &config)
         .await
         .with_context(|| format!("cannot open the task broker {}", redact(url)))
@@ -52,7 +61,7 @@ pub(crate) fn worker(
     config: WorkerConfig,
     observer: Arc<dyn Observer>,
 ) -> Worker<AnyBroker> {
-    worker_with(broker, url, broker_config(1), registry, config, observer)
+    worker_with(broker, url, broker_config(1, None), registry, config, observer)
 }
 
 /// [`worker`] whose heartbeat connection uses `heartbeat` (e.g. a Redis
@@ -83,7 +92,7 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     let mut config = worker_config(args.concurrency, args.queues, lease, grace)?;
     config.run_scheduler = !args.no_scheduler;
     let pool = u32::try_from(config.concurrency.clamp(4, 32)).unwrap_or(16);
-    let broker = connect(&args.broker.broker, pool).await?;
+    let broker = connect(&args.broker.broker, pool, None).await?;
     let registry = Arc::new(Registry::with_builtins());
     let worker = worker(
         broker,
@@ -98,20 +107,46 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             tracing::info!(signal, "shutting down the worker");
         })
         .await?;
-    tracing::info!(started = report.started, handed_back = report.handed_back, "worker exited");
+    tracing::info!(
+        started = report.started,
+        handed_back = report.handed_back,
+        "worker exited"
+    );
     Ok(())
 }
 
 fn seconds(flag: &str, s: f64) -> anyhow::Result<Duration> {
-    if s.is_finite() && s > 0.0 && s <= 86_400.0 {
+    seconds_upto(flag, s, 86_400.0)
+}
+
+/// Seconds in `(0, max]`.
+fn seconds_upto(flag: &str, s: f64, max: f64) -> anyhow::Result<Duration> {
+    if s.is_finite() && s > 0.0 && s <= max {
         Ok(Duration::from_secs_f64(s))
     } else {
-        bail!("{flag} must be a number of seconds in (0, 86400], got {s}")
+        bail!("{flag} must be a number of seconds in (0, {max}], got {s}")
     }
 }
 
+/// The limits `POST /tasks` applies: countdown up to ten years (0: now),
+/// time limits up to a week, priority within ±1000, at most 100 retries.
+const COUNTDOWN_MAX: f64 = 10.0 * 365.0 * 86_400.0;
+const TIME_LIMIT_MAX: f64 = 7.0 * 86_400.0;
+
 fn parse_json(flag: &str, text: &str) -> anyhow::Result<Value> {
     serde_json::from_str(text).with_context(|| format!("{flag} is not valid JSON: {text}"))
+}
+
+/// A task of `kind` with the `--args` given, or none: `null`, or `{}` for a
+/// kind whose arguments are an object of optional fields (as `POST /tasks`
+/// reads an absent `args`).
+fn new_task(c: &Client<AnyBroker>, kind: &str, args: Option<&str>) -> anyhow::Result<NewTask> {
+    Ok(match args {
+        Some(text) => c.task(kind, parse_json("--args", text)?)?,
+        None => c
+            .task(kind, Value::Null)
+            .or_else(|_| c.task(kind, Value::Object(serde_json::Map::new())))?,
+    })
 }
 
 fn parse_id(text: &str) -> anyhow::Result<surge_queue::TaskId> {
@@ -120,7 +155,7 @@ fn parse_id(text: &str) -> anyhow::Result<surge_queue::TaskId> {
 }
 
 async fn client(broker: &BrokerArgs) -> anyhow::Result<Client<AnyBroker>> {
-    let b = connect(&broker.broker, 2).await?;
+    let b = connect(&broker.broker, 2, None).await?;
     Ok(Client::new(b, Arc::new(Registry::with_builtins())))
 }
 
@@ -160,13 +195,17 @@ pub(crate) async fn run_task(command: TaskCommand) -> anyhow::Result<()> {
                     writeln!(out, "{}", serde_json::to_string(t)?)?;
                 }
             } else {
-                writeln!(out, "{:<36}  {:<10}  {:<12}  {:<10}  {:>8}  CREATED", "ID", "STATE", "KIND", "QUEUE", "ATTEMPTS")?;
+                writeln!(
+                    out,
+                    "{:<36}  {:<10}  {:<12}  {:<10}  {:>8}  CREATED",
+                    "ID", "STATE", "KIND", "QUEUE", "ATTEMPTS"
+                )?;
                 for t in &tasks {
                     writeln!(
                         out,
                         "{:<36}  {:<10}  {:<12}  {:<10}  {:>8}  {}",
                         t.id,
-                        t.state,
+                        t.state.as_str(),
                         t.kind,
                         t.queue,
                         t.attempts,
@@ -179,7 +218,11 @@ pub(crate) async fn run_task(command: TaskCommand) -> anyhow::Result<()> {
         TaskCommand::Cancel { broker, id } => {
             let id = parse_id(&id)?;
             let c = client(&broker).await?;
-            match c.broker().cancel(id, Utc::now() + chrono::Duration::days(1)).await? {
+            match c
+                .broker()
+                .cancel(id, Utc::now() + chrono::Duration::days(1))
+                .await?
+            {
                 None => bail!("task {id} not found"),
                 Some(CancelOutcome::Cancelled) => writeln!(out, "cancelled {id}")?,
                 Some(CancelOutcome::Requested) => writeln!(
@@ -198,9 +241,9 @@ pub(crate) async fn run_task(command: TaskCommand) -> anyhow::Result<()> {
             match c.broker().retry(id).await? {
                 None => bail!("task {id} not found"),
                 Some(RetryOutcome::Requeued) => writeln!(out, "requeued {id}")?,
-                Some(RetryOutcome::NotRetryable(s)) => bail!(
-                    "task {id} is {s}; only dead, failed or cancelled tasks can be retried"
-                ),
+                Some(RetryOutcome::NotRetryable(s)) => {
+                    bail!("task {id} is {s}; only dead, failed or cancelled tasks can be retried")
+                }
             }
             Ok(())
         }
@@ -209,11 +252,17 @@ pub(crate) async fn run_task(command: TaskCommand) -> anyhow::Result<()> {
 
 async fn submit(args: TaskSubmitArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let c = client(&args.broker).await?;
-    let mut task = c.task(&args.kind, parse_json("--args", &args.args)?)?;
+    let mut task = new_task(&c, &args.kind, args.args.as_deref())?;
     task.queue = args.queue;
+    if !(-1000..=1000).contains(&args.priority) {
+        bail!(
+            "--priority must be between -1000 and 1000, got {}",
+            args.priority
+        );
+    }
     task.priority = args.priority;
-    if let Some(s) = args.countdown {
-        task = task.with_countdown(seconds("--countdown", s)?);
+    if let Some(s) = args.countdown.filter(|s| *s != 0.0) {
+        task = task.with_countdown(seconds_upto("--countdown", s, COUNTDOWN_MAX)?);
     }
     if let Some(eta) = &args.eta {
         let eta: DateTime<Utc> = DateTime::parse_from_rfc3339(eta)
@@ -222,13 +271,18 @@ async fn submit(args: TaskSubmitArgs, out: &mut impl Write) -> anyhow::Result<()
         task.run_at = eta;
     }
     if let Some(m) = args.max_retries {
+        if m > 100 {
+            bail!("--max-retries must be at most 100, got {m}");
+        }
         task.max_retries = m;
     }
     if let Some(s) = args.soft_time_limit {
-        task.options.soft_time_limit_ms = Some(millis(seconds("--soft-time-limit", s)?));
+        let limit = seconds_upto("--soft-time-limit", s, TIME_LIMIT_MAX)?;
+        task.options.soft_time_limit_ms = Some(millis(limit));
     }
     if let Some(s) = args.hard_time_limit {
-        task.options.hard_time_limit_ms = Some(millis(seconds("--hard-time-limit", s)?));
+        let limit = seconds_upto("--hard-time-limit", s, TIME_LIMIT_MAX)?;
+        task.options.hard_time_limit_ms = Some(millis(limit));
     }
     task.unique_key = args.unique_key;
     let enqueued = c.submit(task).await?;
@@ -276,7 +330,12 @@ fn print_task(out: &mut impl Write, t: &TaskRecord, json: bool) -> anyhow::Resul
     writeln!(out, "attempts:  {} of {}", t.attempts, t.max_retries + 1)?;
     writeln!(out, "run at:    {}", t.run_at)?;
     if let Some(p) = &t.progress {
-        writeln!(out, "progress:  {:.0}% {}", p.fraction * 100.0, p.message.as_deref().unwrap_or(""))?;
+        writeln!(
+            out,
+            "progress:  {:.0}% {}",
+            p.fraction * 100.0,
+            p.message.as_deref().unwrap_or("")
+        )?;
     }
     if let Some(r) = &t.result {
         writeln!(out, "result:    {r}")?;
@@ -301,7 +360,7 @@ pub(crate) async fn run_schedule(command: ScheduleCommand) -> anyhow::Result<()>
             queue,
         } => {
             let c = client(&broker).await?;
-            let task = c.task(&kind, parse_json("--args", &args)?)?.with_queue(queue);
+            let task = new_task(&c, &kind, args.as_deref())?.with_queue(queue);
             let s = c.schedule(&name, &cron, &tz, task).await?;
             writeln!(out, "schedule {} next fires at {}", s.name, s.next_fire_at)?;
         }
@@ -313,7 +372,11 @@ pub(crate) async fn run_schedule(command: ScheduleCommand) -> anyhow::Result<()>
                     writeln!(out, "{}", serde_json::to_string(s)?)?;
                 }
             } else {
-                writeln!(out, "{:<24}  {:<20}  {:<16}  {:<12}  NEXT FIRE", "NAME", "CRON", "TIME ZONE", "KIND")?;
+                writeln!(
+                    out,
+                    "{:<24}  {:<20}  {:<16}  {:<12}  NEXT FIRE",
+                    "NAME", "CRON", "TIME ZONE", "KIND"
+                )?;
                 for s in &all {
                     writeln!(
                         out,

@@ -1,12 +1,13 @@
 //! `surge serve`: open the database, listen, serve, shut down gracefully.
 
 use std::io::Write;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use std::sync::Arc;
 
-use surge_queue::{Broker, Client, Registry};
+use surge_queue::{Broker, Client, PublishRetry, Registry};
 use surge_server::{AppState, Queue, router};
 use surge_store::Database;
 use tokio::net::TcpListener;
@@ -21,9 +22,26 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let db = Database::connect(&settings.database_url, &settings.pool)
         .await
         .context("cannot open the database")?;
-    let broker = queue::connect(&settings.broker_url, settings.pool.max_connections).await?;
+    // The broker waits as long as the database for a connection or lock
+    // (--db-acquire-timeout), so that an unavailable broker is a prompt 503
+    // like an unavailable database.
+    let broker = queue::connect(
+        &settings.broker_url,
+        settings.pool.max_connections,
+        Some(settings.pool.acquire_timeout),
+    )
+    .await?;
     let registry = Arc::new(Registry::with_builtins());
-    let client = Client::new(broker.clone(), Arc::clone(&registry));
+    // A submission retries an unavailable broker a few times, not the six
+    // times of a background publisher: each try may wait the acquire
+    // timeout, and together they must end well within the request timeout
+    // so that the client gets 503 broker_unavailable, not 503 timeout.
+    let client =
+        Client::new(broker.clone(), Arc::clone(&registry)).with_publish_retry(PublishRetry {
+            attempts: 3,
+            first: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+        });
     let listener =
         listen(settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
@@ -46,7 +64,13 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             backend = broker.backend(),
             "embedded workers starting"
         );
-        let worker = queue::worker(broker.clone(), &settings.broker_url, registry, config, metrics.tasks());
+        let worker = queue::worker(
+            broker.clone(),
+            &settings.broker_url,
+            registry,
+            config,
+            metrics.tasks(),
+        );
         tokio::spawn(worker.run(stopped()))
     });
 
@@ -109,7 +133,9 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         // The workers have their own grace period (the same length) and
         // hand back what still runs after it.
         match workers.await {
-            Ok(Ok(report)) => tracing::info!(handed_back = report.handed_back, "embedded workers stopped"),
+            Ok(Ok(report)) => {
+                tracing::info!(handed_back = report.handed_back, "embedded workers stopped")
+            }
             Ok(Err(e)) => tracing::error!(error = %e, "embedded workers failed"),
             Err(e) => tracing::error!(error = %e, "embedded workers panicked"),
         }

@@ -87,10 +87,20 @@ impl Broker for AnyBroker {
     async fn enqueue(&self, tasks: &[NewTask]) -> Result<Vec<Enqueued>, BrokerError> {
         each!(self, b => b.enqueue(tasks).await)
     }
-    async fn create_chord(&self, group_id: TaskId, members: u32, callback: &NewTask) -> Result<(), BrokerError> {
+    async fn create_chord(
+        &self,
+        group_id: TaskId,
+        members: u32,
+        callback: &NewTask,
+    ) -> Result<(), BrokerError> {
         each!(self, b => b.create_chord(group_id, members, callback).await)
     }
-    async fn claim(&self, worker: WorkerId, queues: &[String], limit: usize) -> Result<Vec<TaskRecord>, BrokerError> {
+    async fn claim(
+        &self,
+        worker: WorkerId,
+        queues: &[String],
+        limit: usize,
+    ) -> Result<Vec<TaskRecord>, BrokerError> {
         each!(self, b => b.claim(worker, queues, limit).await)
     }
     async fn wait_for_work(&self, queues: &[String], max_wait: Duration) {
@@ -99,13 +109,26 @@ impl Broker for AnyBroker {
     async fn complete(&self, completions: &[Completion]) -> Result<Vec<bool>, BrokerError> {
         each!(self, b => b.complete(completions).await)
     }
-    async fn progress(&self, id: TaskId, epoch: i64, progress: &Progress) -> Result<bool, BrokerError> {
+    async fn progress(
+        &self,
+        id: TaskId,
+        epoch: i64,
+        progress: &Progress,
+    ) -> Result<bool, BrokerError> {
         each!(self, b => b.progress(id, epoch, progress).await)
     }
-    async fn register_worker(&self, worker: &WorkerInfo, lease_ttl: Duration) -> Result<(), BrokerError> {
+    async fn register_worker(
+        &self,
+        worker: &WorkerInfo,
+        lease_ttl: Duration,
+    ) -> Result<(), BrokerError> {
         each!(self, b => b.register_worker(worker, lease_ttl).await)
     }
-    async fn heartbeat(&self, worker: WorkerId, lease_ttl: Duration) -> Result<Heartbeat, BrokerError> {
+    async fn heartbeat(
+        &self,
+        worker: WorkerId,
+        lease_ttl: Duration,
+    ) -> Result<Heartbeat, BrokerError> {
         each!(self, b => b.heartbeat(worker, lease_ttl).await)
     }
     async fn deregister_worker(&self, worker: WorkerId) -> Result<(), BrokerError> {
@@ -123,7 +146,11 @@ impl Broker for AnyBroker {
     async fn list(&self, filter: &TaskFilter) -> Result<Vec<TaskRecord>, BrokerError> {
         each!(self, b => b.list(filter).await)
     }
-    async fn cancel(&self, id: TaskId, expires_at: DateTime<Utc>) -> Result<Option<CancelOutcome>, BrokerError> {
+    async fn cancel(
+        &self,
+        id: TaskId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Option<CancelOutcome>, BrokerError> {
         each!(self, b => b.cancel(id, expires_at).await)
     }
     async fn retry(&self, id: TaskId) -> Result<Option<RetryOutcome>, BrokerError> {
@@ -144,10 +171,21 @@ impl Broker for AnyBroker {
     async fn delete_schedule(&self, name: &str) -> Result<bool, BrokerError> {
         each!(self, b => b.delete_schedule(name).await)
     }
-    async fn fire_schedule(&self, name: &str, tick: DateTime<Utc>, next: DateTime<Utc>, task: &NewTask) -> Result<bool, BrokerError> {
+    async fn fire_schedule(
+        &self,
+        name: &str,
+        tick: DateTime<Utc>,
+        next: DateTime<Utc>,
+        task: &NewTask,
+    ) -> Result<bool, BrokerError> {
         each!(self, b => b.fire_schedule(name, tick, next, task).await)
     }
-    async fn take_rate_token(&self, key: &str, per_second: f64, burst: u32) -> Result<Option<Duration>, BrokerError> {
+    async fn take_rate_token(
+        &self,
+        key: &str,
+        per_second: f64,
+        burst: u32,
+    ) -> Result<Option<Duration>, BrokerError> {
         each!(self, b => b.take_rate_token(key, per_second, burst).await)
     }
 }

@@ -282,10 +282,24 @@ impl<B: Broker> Worker<B> {
 
         let slots = Arc::new(Semaphore::new(shared.config.concurrency));
         let mut report = WorkerReport::default();
-        let claim_loop = claim_loop(Arc::clone(&shared), Arc::clone(&slots), &mut report);
+        // The claim loop stops only between claims (a claim cut off half
+        // way could leave tasks running under this lease with nobody to run
+        // them until the next rescue).
+        let (stopping_tx, stopping) = watch::channel(false);
+        let claims = claim_loop(
+            Arc::clone(&shared),
+            Arc::clone(&slots),
+            stopping,
+            &mut report,
+        );
+        let signal = async move {
+            shutdown.await;
+            stopping_tx.send_replace(true);
+            std::future::pending::<()>().await;
+        };
         tokio::select! {
-            () = shutdown => {}
-            () = claim_loop => {}
+            () = claims => {}
+            () = signal => {}
         }
         tracing::info!(worker = %shared.worker_id(), "worker stopping: no more claims");
 
@@ -354,14 +368,24 @@ pub(crate) async fn register_with_retry<B: Broker>(
 async fn claim_loop<B: Broker>(
     shared: Arc<Shared<B>>,
     slots: Arc<Semaphore>,
+    mut stopping: watch::Receiver<bool>,
     report: &mut WorkerReport,
 ) {
     let mut backoff = Duration::from_millis(50);
+    let mut empty_streak = 0u32;
     loop {
         // Wait for one free slot, then take every other free one.
-        let Ok(first) = Arc::clone(&slots).acquire_owned().await else {
+        let first = tokio::select! {
+            biased;
+            _ = stopping.wait_for(|s| *s) => return,
+            permit = Arc::clone(&slots).acquire_owned() => permit,
+        };
+        let Ok(first) = first else {
             return;
         };
+        if *stopping.borrow() {
+            return;
+        }
         let extra = slots
             .available_permits()
             .min(shared.config.claim_batch.saturating_sub(1));
@@ -381,13 +405,29 @@ async fn claim_loop<B: Broker>(
             Ok(tasks) if tasks.is_empty() => {
                 drop(permits);
                 backoff = Duration::from_millis(50);
-                shared
-                    .broker
-                    .wait_for_work(&shared.config.queues, shared.config.poll_interval)
-                    .await;
+                let waited = tokio::time::Instant::now();
+                tokio::select! {
+                    biased;
+                    _ = stopping.wait_for(|s| *s) => return,
+                    () = shared
+                        .broker
+                        .wait_for_work(&shared.config.queues, shared.config.poll_interval) => {}
+                }
+                // A hint says work is ready, yet the claim found none (the
+                // lease is being renewed after a loss, or another worker
+                // was faster): do not spin on it.
+                if waited.elapsed() < Duration::from_millis(1) {
+                    empty_streak += 1;
+                    if empty_streak > 3 {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                } else {
+                    empty_streak = 0;
+                }
             }
             Ok(tasks) => {
                 backoff = Duration::from_millis(50);
+                empty_streak = 0;
                 for task in tasks {
                     let Some(permit) = permits.pop() else { break };
                     report.started += 1;
@@ -397,7 +437,11 @@ async fn claim_loop<B: Broker>(
             Err(e) => {
                 drop(permits);
                 tracing::warn!(error = %e, retry_in = ?backoff, "claim failed");
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    biased;
+                    _ = stopping.wait_for(|s| *s) => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }

@@ -157,7 +157,11 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
     };
     let checks = Checks {
         database: check("database", state.db.backend().as_str(), probes.database),
-        broker: check("broker", state.queue.client().broker().backend(), probes.broker),
+        broker: check(
+            "broker",
+            state.queue.client().broker().backend(),
+            probes.broker,
+        ),
     };
     let error = (!down.is_empty()).then(|| ErrorObject {
         code: "unavailable",

@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use surge_queue::Broker;
 use surge_queue::model::Schedule;
 use surge_queue::schedule::{CronSchedule, validate_name};
-use surge_queue::{Broker, SubmitError};
 use utoipa::ToSchema;
 
 use super::tasks::{SubmitTask, parse_task};
@@ -104,14 +104,16 @@ pub(crate) async fn create(
         None | Some(Value::Null) => Some("UTC".to_owned()),
         Some(_) => text("timezone", &mut errors),
     };
-    if let (Some(cron), Some(tz)) = (&cron, &timezone) {
-        if let Err(e) = CronSchedule::parse(cron, tz) {
-            let field = match e {
-                surge_queue::schedule::ScheduleError::BadTimezone(_) => "timezone",
-                _ => "cron",
-            };
-            errors.push(FieldError::new(field, e.to_string()));
-        }
+    // Each checked on its own, so that both are named when both are bad.
+    if let Some(Err(e)) = cron.as_deref().map(|c| CronSchedule::parse(c, "UTC")) {
+        errors.push(FieldError::new("cron", e.to_string()));
+    }
+    // (`@daily` always parses: only the time zone can fail.)
+    if let Some(Err(e)) = timezone
+        .as_deref()
+        .map(|tz| CronSchedule::parse("@daily", tz))
+    {
+        errors.push(FieldError::new("timezone", e.to_string()));
     }
     let task = match body.get("task") {
         Some(Value::Object(m)) => parse_task(&state, m, "task.", &mut errors),
@@ -132,11 +134,11 @@ pub(crate) async fn create(
     else {
         return Err(ApiError::validation(errors));
     };
-    let schedule = match state.queue.client().schedule(&name, &cron, &tz, task).await {
-        Ok(s) => s,
-        Err(SubmitError::Broker(e)) => return Err(e.into()),
-        Err(e) => return Err(ApiError::validation(vec![FieldError::new("body", e.to_string())])),
-    };
+    let schedule = state
+        .queue
+        .client()
+        .schedule(&name, &cron, &tz, task)
+        .await?;
     Ok((StatusCode::CREATED, Json(ScheduleView::from(schedule))).into_response())
 }
 

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use surge_queue::model::{
     Backoff, CancelOutcome, Progress, QueueCount, RetryOutcome, TaskFilter, WorkerInfo,
 };
+use surge_queue::schedule::validate_name;
 use surge_queue::{Broker, NewTask, SubmitError, TaskError, TaskId, TaskRecord, TaskState};
 use utoipa::{IntoParams, ToSchema};
 
@@ -47,6 +48,11 @@ pub(crate) struct TaskView {
     #[schema(value_type = Option<String>, format = Uuid)]
     #[serde(skip_serializing_if = "Option::is_none")]
     group_id: Option<TaskId>,
+    /// What the task was handed from upstream: the previous task's result
+    /// in a chain, `{"task", "error"}` for a failure callback, `{"schedule",
+    /// "tick"}` for a cron tick.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<Value>,
     /// The worker running it, or that last ran it.
     #[schema(value_type = Option<String>, format = Uuid)]
     worker_id: Option<TaskId>,
@@ -75,6 +81,7 @@ impl From<TaskRecord> for TaskView {
             run_at: t.run_at,
             unique_key: t.unique_key,
             group_id: t.group_id,
+            parent: t.options.parent,
             worker_id: t.worker_id,
             cancel_requested: t.cancel_requested,
             progress: t.progress,
@@ -95,13 +102,14 @@ impl From<TaskRecord> for TaskView {
 pub(crate) struct SubmitTask {
     /// A registered kind: `noop`, `sleep`, `process`, `fail`, …
     kind: String,
-    /// The kind's arguments (checked against the kind).
+    /// The kind's arguments (checked against the kind); absent means none
+    /// (`null`, or `{}` for a kind whose arguments are all optional).
     args: Option<Value>,
     /// Queue name (default `default`).
     queue: Option<String>,
     /// Higher runs first (-1000..=1000, default 0).
     priority: Option<i32>,
-    /// Seconds from now before it may run. Not with `eta`.
+    /// Seconds from now before it may run (0: now). Not with `eta`.
     countdown: Option<f64>,
     /// Not before this time (RFC 3339). Not with `countdown`.
     eta: Option<DateTime<Utc>>,
@@ -160,20 +168,22 @@ fn field<T: DeserializeOwned>(
     }
 }
 
-
-
+/// A number of seconds in `min..=max` (`min` itself allowed only when
+/// `zero_ok`), recording a named error.
 fn seconds(
     body: &Map<String, Value>,
     name: &str,
     path: &str,
-    max: f64,
+    (zero_ok, max): (bool, f64),
     errors: &mut Vec<FieldError>,
 ) -> Option<Duration> {
     let s: f64 = field(body, name, path, errors)?;
-    if !(s.is_finite() && s > 0.0 && s <= max) {
+    let low_ok = if zero_ok { s >= 0.0 } else { s > 0.0 };
+    if !(s.is_finite() && low_ok && s <= max) {
+        let low = if zero_ok { "at least 0" } else { "above 0" };
         errors.push(FieldError::new(
             format!("{path}{name}"),
-            format!("must be a number of seconds above 0 and at most {max}"),
+            format!("must be a number of seconds {low} and at most {max}"),
         ));
         return None;
     }
@@ -184,8 +194,57 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Longest time limit: a week.
+const LIMIT_MAX: (bool, f64) = (false, 7.0 * 86_400.0);
+
+/// The task of `kind` with `args` (absent: no arguments — `null`, or `{}`
+/// for a kind whose arguments are an object of optional fields), with a
+/// named error for an unknown kind or args the kind refuses.
+fn new_task(
+    state: &AppState,
+    kind: &str,
+    args: Option<&Value>,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<NewTask> {
+    let client = state.queue.client();
+    let result = match args.filter(|a| !a.is_null()) {
+        Some(args) => client.task(kind, args.clone()),
+        None => client
+            .task(kind, Value::Null)
+            .or_else(|_| client.task(kind, Value::Object(Map::new()))),
+    };
+    match result {
+        Ok(t) => Some(t),
+        Err(SubmitError::Kind(surge_queue::KindError::Unknown { known, .. })) => {
+            errors.push(FieldError::new(
+                format!("{path}kind"),
+                format!("unknown task kind {kind:?}; known kinds: {known}"),
+            ));
+            None
+        }
+        Err(e) => {
+            errors.push(FieldError::new(format!("{path}args"), e.to_string()));
+            None
+        }
+    }
+}
+
+/// Checks a queue name (the broker's rule for names).
+fn queue_name(q: String, path: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    if validate_name(&q).is_ok() {
+        return Some(q);
+    }
+    errors.push(FieldError::new(
+        format!("{path}queue"),
+        format!("{q:?} is not a queue name: 1 to 200 letters, digits, '.', '_', '-', ':'"),
+    ));
+    None
+}
+
 /// Parses a task body into a validated [`NewTask`], naming every bad field
-/// (`path` prefixes nested fields, e.g. `tasks[2].`).
+/// (`path` prefixes nested fields, e.g. `tasks[2].`): each field is checked
+/// whatever is wrong with the others.
 pub(crate) fn parse_task(
     state: &AppState,
     body: &Map<String, Value>,
@@ -209,80 +268,75 @@ pub(crate) fn parse_task(
         "on_failure",
     ];
     let before = errors.len();
+    let named = |name: &str| format!("{path}{name}");
     for key in body.keys() {
         if !KNOWN.contains(&key.as_str()) {
-            errors.push(FieldError::new(format!("{path}{key}"), "unknown field"));
+            errors.push(FieldError::new(named(key), "unknown field"));
         }
     }
-    let client = state.queue.client();
     let kind: Option<String> = field(body, "kind", path, errors);
-    let args = body.get("args").cloned().unwrap_or(Value::Null);
-    let mut task = match &kind {
-        None if !body.contains_key("kind") => {
-            errors.push(FieldError::new(format!("{path}kind"), "is required"));
-            None
-        }
-        None => None,
-        Some(kind) => match client.task(kind, args) {
-            Ok(t) => Some(t),
-            Err(SubmitError::Kind(surge_queue::KindError::Unknown { known, .. })) => {
-                errors.push(FieldError::new(
-                    format!("{path}kind"),
-                    format!("unknown task kind {kind:?}; known kinds: {known}"),
-                ));
-                None
-            }
-            Err(e) => {
-                errors.push(FieldError::new(format!("{path}args"), e.to_string()));
-                None
-            }
-        },
-    };
-    let queue: Option<String> = field(body, "queue", path, errors);
+    if body.get("kind").is_none_or(Value::is_null) {
+        errors.push(FieldError::new(named("kind"), "is required"));
+    }
+    let mut task = kind.and_then(|k| new_task(state, &k, body.get("args"), path, errors));
+    let queue = field(body, "queue", path, errors).and_then(|q| queue_name(q, path, errors));
     let priority: Option<i32> = field(body, "priority", path, errors);
     if priority.is_some_and(|p| !(-1000..=1000).contains(&p)) {
         errors.push(FieldError::new(
-            format!("{path}priority"),
+            named("priority"),
             "must be between -1000 and 1000",
         ));
     }
-    let countdown = seconds(body, "countdown", path, MAX_DELAY_SECS, errors);
+    let countdown = seconds(body, "countdown", path, (true, MAX_DELAY_SECS), errors);
     let eta: Option<DateTime<Utc>> = field(body, "eta", path, errors);
     if body.get("countdown").is_some_and(|v| !v.is_null())
         && body.get("eta").is_some_and(|v| !v.is_null())
     {
         errors.push(FieldError::new(
-            format!("{path}eta"),
+            named("eta"),
             "give countdown or eta, not both",
         ));
     }
-    if let Some(eta) = eta {
-        if (eta - Utc::now()).num_seconds() as f64 > MAX_DELAY_SECS {
-            errors.push(FieldError::new(
-                format!("{path}eta"),
-                "must be at most ten years ahead",
-            ));
-        }
+    if eta.is_some_and(|eta| (eta - Utc::now()).num_seconds() as f64 > MAX_DELAY_SECS) {
+        errors.push(FieldError::new(
+            named("eta"),
+            "must be at most ten years ahead",
+        ));
     }
     let max_retries: Option<u32> = field(body, "max_retries", path, errors);
     if max_retries.is_some_and(|m| m > 100) {
-        errors.push(FieldError::new(
-            format!("{path}max_retries"),
-            "must be at most 100",
-        ));
+        errors.push(FieldError::new(named("max_retries"), "must be at most 100"));
     }
     let backoff: Option<Backoff> = field(body, "backoff", path, errors);
-    let soft = seconds(body, "soft_time_limit", path, 7.0 * 86_400.0, errors);
-    let hard = seconds(body, "hard_time_limit", path, 7.0 * 86_400.0, errors);
+    if let Some(b) = backoff.filter(|b| b.base_ms > b.cap_ms) {
+        errors.push(FieldError::new(
+            named("backoff"),
+            format!(
+                "base_ms ({}) must not be larger than cap_ms ({})",
+                b.base_ms, b.cap_ms
+            ),
+        ));
+    }
+    let soft = seconds(body, "soft_time_limit", path, LIMIT_MAX, errors);
+    let hard = seconds(body, "hard_time_limit", path, LIMIT_MAX, errors);
     let unique_key: Option<String> = field(body, "unique_key", path, errors);
-    let result_ttl = seconds(body, "result_ttl", path, 365.0 * 86_400.0, errors);
+    if unique_key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 512)
+    {
+        errors.push(FieldError::new(
+            named("unique_key"),
+            "must be 1 to 512 characters",
+        ));
+    }
+    let result_ttl = seconds(body, "result_ttl", path, (false, 365.0 * 86_400.0), errors);
     let mut links = |name: &str| -> Vec<NewTask> {
         let Some(v) = body.get(name).filter(|v| !v.is_null()) else {
             return Vec::new();
         };
         let Value::Array(items) = v else {
             errors.push(FieldError::new(
-                format!("{path}{name}"),
+                named(name),
                 format!("must be an array of tasks, not {}", json_type(v)),
             ));
             return Vec::new();
@@ -334,11 +388,30 @@ pub(crate) fn parse_task(
     task.unique_key = unique_key;
     task.options.on_success = on_success;
     task.options.on_failure = on_failure;
+    // The kind's own limits count too: a soft limit given alone may pass
+    // the kind's hard one.
+    let o = &task.options;
+    if let (Some(soft_ms), Some(hard_ms)) = (o.soft_time_limit_ms, o.hard_time_limit_ms)
+        && soft_ms > hard_ms
+    {
+        errors.push(FieldError::new(
+            named(if soft.is_some() { "soft_time_limit" } else { "hard_time_limit" }),
+            format!(
+                "the soft time limit ({soft_ms} ms) must not be longer than the hard one ({hard_ms} ms)"
+            ),
+        ));
+    }
     if errors.len() > before {
         return None;
     }
-    if let Err(e) = client.validate(task) {
-        errors.push(FieldError::new(path.trim_end_matches('.'), e.to_string()));
+    // Every rule is checked above; this is a safety net for new ones.
+    if let Err(e) = state.queue.client().validate(task) {
+        let whole = if path.is_empty() {
+            "body"
+        } else {
+            path.trim_end_matches('.')
+        };
+        errors.push(FieldError::new(whole, e.to_string()));
         return None;
     }
     Some(task.clone())
@@ -369,7 +442,7 @@ pub(crate) async fn submit(
         .broker()
         .get(enqueued.id)
         .await?
-        .ok_or_else(|| ApiError::internal())?;
+        .ok_or_else(ApiError::internal)?;
     let status = if enqueued.created {
         StatusCode::CREATED
     } else {
@@ -579,7 +652,10 @@ fn uuid_param(query: &QueryParams, name: &str, errors: &mut Vec<FieldError>) -> 
     match raw.parse() {
         Ok(id) => Some(id),
         Err(_) => {
-            errors.push(FieldError::new(name, format!("must be a UUID, got {raw:?}")));
+            errors.push(FieldError::new(
+                name,
+                format!("must be a UUID, got {raw:?}"),
+            ));
             None
         }
     }
@@ -613,17 +689,20 @@ pub(crate) async fn list(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let limit = u32::try_from(limit).unwrap_or(50);
+    let limit = usize::try_from(limit).unwrap_or(50);
+    // One more than the page: whether a next page exists, without an empty
+    // last page when the tasks end exactly at a page boundary.
     let filter = TaskFilter {
         state: task_state,
         kind: query.text("kind"),
         queue: query.text("queue"),
         group_id,
         before,
-        limit,
+        limit: u32::try_from(limit + 1).unwrap_or(u32::MAX),
     };
-    let items = state.queue.client().broker().list(&filter).await?;
-    let next_before = if items.len() == limit as usize {
+    let mut items = state.queue.client().broker().list(&filter).await?;
+    let next_before = if items.len() > limit {
+        items.truncate(limit);
         items.last().map(|t| t.id)
     } else {
         None
@@ -662,6 +741,7 @@ async fn reload(state: &AppState, id: TaskId) -> ApiResult<TaskView> {
         (status = 200, body = ActionView),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Already finished", body = ErrorBody),
+        (status = 422, description = "Not a UUID", body = ErrorBody),
     ))]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
@@ -694,6 +774,7 @@ pub(crate) async fn cancel(
         (status = 200, body = ActionView),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Not dead, failed or cancelled", body = ErrorBody),
+        (status = 422, description = "Not a UUID", body = ErrorBody),
     ))]
 pub(crate) async fn retry(
     State(state): State<AppState>,

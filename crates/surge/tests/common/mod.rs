@@ -24,9 +24,6 @@ pub(crate) const STARTUP_DEADLINE: Duration = Duration::from_secs(90);
 /// instead of hanging it forever. Never a timing assertion.
 pub(crate) const REQUEST_SAFETY_NET: Duration = Duration::from_secs(120);
 
-pub(crate) const POSTGRES_URL_ENV: &str = "SURGE_TEST_POSTGRES_URL";
-pub(crate) const REQUIRE_BACKENDS_ENV: &str = "SURGE_REQUIRE_BACKENDS";
-
 // ---------------------------------------------------------------------------
 // Backends
 // ---------------------------------------------------------------------------
@@ -41,28 +38,13 @@ pub(crate) enum Backend {
 /// line) when unset. Panics when `SURGE_REQUIRE_BACKENDS` contains
 /// `postgres` and the URL is unset.
 pub(crate) fn postgres_base_url() -> Option<String> {
-    match std::env::var(POSTGRES_URL_ENV) {
-        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_string()),
-        _ => {
-            let required = std::env::var(REQUIRE_BACKENDS_ENV)
-                .map(|v| v.to_ascii_lowercase().contains("postgres"))
-                .unwrap_or(false);
-            if required {
-                panic!(
-                    "{REQUIRE_BACKENDS_ENV} requires postgres but {POSTGRES_URL_ENV} is unset \
-                     (set it to e.g. postgres://postgres@127.0.0.1:5432/test)"
-                );
-            }
-            // Straight to the stderr handle: libtest captures `println!` of
-            // passing tests, and a skip must be visible in the run's output.
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIP postgres: {POSTGRES_URL_ENV} is unset"
-            );
-            None
-        }
-    }
+    surge_testkit::postgres_url()
+}
+
+/// The Redis URL for tests (`SURGE_TEST_REDIS_URL`), under the same rules
+/// as [`postgres_base_url`].
+pub(crate) fn redis_url() -> Option<String> {
+    surge_testkit::redis_url()
 }
 
 /// Whether the PostgreSQL variant of a test should run (prints the SKIP line

@@ -34,9 +34,9 @@ use crate::model::{
     RetryOutcome, Schedule, TaskFilter, TaskId, TaskRecord, TaskState, WorkerId, WorkerInfo,
 };
 
-/// How long a task that a rescue declares dead is kept when its options
-/// name no `result_ttl_secs` (one day, as Celery keeps results).
-const DEAD_TASK_TTL_SECS: f64 = 86_400.0;
+/// How long a task that a rescue declares dead is kept at least (dead tasks
+/// wait for a person; the same as the engine keeps failed and dead tasks).
+const DEAD_TASK_TTL_SECS: f64 = 7.0 * 86_400.0;
 
 /// Longest interval sent to the server (longer ones are clamped: a century
 /// is "forever" for a lease or a forget-after).

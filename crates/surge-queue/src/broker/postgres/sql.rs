@@ -273,7 +273,7 @@ pub(super) static RESCUE: LazyLock<String> = LazyLock::new(|| {
                  finished_at = CASE WHEN t.attempts > t.max_retries THEN now() END,
                  expires_at = CASE WHEN t.attempts > t.max_retries
                      THEN now() + make_interval(secs =>
-                         coalesce((t.options ->> 'result_ttl_secs')::float8, $3))
+                         greatest(coalesce((t.options ->> 'result_ttl_secs')::float8, 0), $3))
                      END,
                  unique_key = CASE WHEN t.attempts > t.max_retries THEN NULL
                                    ELSE t.unique_key END

@@ -18,8 +18,8 @@ use crate::model::{
     TaskState,
 };
 
-/// How long a task that a rescue finds out of attempts (`dead`) is kept
-/// when its options name no result TTL: dead tasks wait for a person.
+/// How long a task that a rescue finds out of attempts (`dead`) is kept at
+/// least (a longer result TTL wins): dead tasks wait for a person.
 const DEAD_TTL_SECS: i64 = 7 * 24 * 3600;
 
 /// Inserts a batch in one statement; tasks held off by an existing id or a
@@ -540,7 +540,7 @@ const RESCUE: &str = "\
             'retryable', json(?4)), \
         finished_at = CASE WHEN attempts > max_retries THEN ?1 END, \
         expires_at = CASE WHEN attempts > max_retries \
-            THEN ?1 + min(coalesce(options ->> 'result_ttl_secs', ?2), 3153600000) * 1000000 END, \
+            THEN ?1 + min(max(coalesce(options ->> 'result_ttl_secs', 0), ?2), 3153600000) * 1000000 END, \
         unique_key = CASE WHEN attempts > max_retries THEN NULL ELSE unique_key END \
     WHERE state = 'running' \
       AND NOT EXISTS (SELECT 1 FROM workers AS w \

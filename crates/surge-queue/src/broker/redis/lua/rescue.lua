@@ -19,8 +19,12 @@ for j = 1, #expired, 2 do
       if t[1] == 'running' and t[2] == worker then
         local queue = t[3]
         if tonumber(t[5]) > tonumber(t[6]) then
-          redis.call('HSET', key, 'state', 'dead', 'error', err, 'finished_at', NOW_S)
-          ended(key, id, t[7], t[8], 'dead', nil)
+          -- Kept a week for a person to look at (as the engine keeps dead
+          -- tasks), then pruned.
+          local keep = int(NOW + 7 * 86400 * 1000000)
+          redis.call('HSET', key, 'state', 'dead', 'error', err, 'finished_at', NOW_S,
+            'expires_at', keep)
+          ended(key, id, t[7], t[8], 'dead', keep)
           count(queue, 'dead', 1)
           dead = dead + 1
         else
