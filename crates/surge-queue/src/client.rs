@@ -199,6 +199,7 @@ impl<B: Broker> Client<B> {
     /// As [`Client::submit_many`].
     pub async fn submit(&self, task: NewTask) -> Result<Enqueued, SubmitError> {
         self.validate(&task)?;
+        let id = task.id;
         let (answer, mut result) = oneshot::channel();
         self.waiting().push_back(Waiting { task, answer });
         loop {
@@ -218,10 +219,18 @@ impl<B: Broker> Client<B> {
                 drop(turn);
                 return result.await.unwrap_or_else(|_| Err(abandoned()));
             }
-            // On a task of its own, so that the store and the answers
-            // survive this call being dropped.
-            let client = self.clone();
-            let _ = tokio::spawn(async move { client.store(batch).await }).await;
+            if let [only] = batch.as_slice()
+                && only.task.id == id
+            {
+                // Only this call's own task: nobody else to answer if it is
+                // dropped, so no task of its own (which costs a few µs).
+                self.store(batch).await;
+            } else {
+                // On a task of its own, so that the store and the answers
+                // survive this call being dropped.
+                let client = self.clone();
+                let _ = tokio::spawn(async move { client.store(batch).await }).await;
+            }
         }
     }
 

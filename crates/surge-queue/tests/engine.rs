@@ -542,7 +542,10 @@ async fn concurrent_submissions_each_get_their_own_outcome(b: AnyBroker) {
     }
     assert_eq!(refused, 12);
     assert_eq!(created.len(), 300);
-    assert!(created.values().all(|&n| n == 1), "each id created exactly once");
+    assert!(
+        created.values().all(|&n| n == 1),
+        "each id created exactly once"
+    );
     for t in &tasks {
         let stored = b.get(t.id).await.unwrap().expect("stored");
         assert_eq!(stored.args, t.args);

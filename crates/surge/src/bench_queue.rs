@@ -1034,7 +1034,8 @@ mod tests {
     fn shares_cover_every_task_once() {
         let s = shares(10, 3);
         assert_eq!(s, [0..3, 3..6, 6..10]);
-        assert_eq!(shares(5, 1), [0..5]);
+        assert_eq!(shares(5, 1).len(), 1);
+        assert_eq!(shares(5, 1)[0], 0..5);
     }
 
     #[test]

@@ -61,7 +61,14 @@ pub(crate) fn worker(
     config: WorkerConfig,
     observer: Arc<dyn Observer>,
 ) -> Worker<AnyBroker> {
-    worker_with(broker, url, broker_config(1, None), registry, config, observer)
+    worker_with(
+        broker,
+        url,
+        broker_config(1, None),
+        registry,
+        config,
+        observer,
+    )
 }
 
 /// [`worker`] whose heartbeat connection uses `heartbeat` (e.g. a Redis
