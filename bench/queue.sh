@@ -22,7 +22,7 @@
 # Settings (environment):
 #   BENCH_ROUNDS=3                    rounds (each runs every target once)
 #   BENCH_QUEUE_TASKS=20000           surge tasks per burn-down / end-to-end phase
-#   BENCH_QUEUE_SUBMITTERS="1 16"     surge end-to-end submitter counts (1 = like Celery's .delay() loop)
+#   BENCH_QUEUE_SUBMITTERS="1 16 64"  surge end-to-end submitter counts (1 = like Celery's .delay() loop)
 #   BENCH_QUEUE_CONCURRENCY=256       surge worker slots
 #   BENCH_QUEUE_WORKERS=1             surge in-process workers
 #   BENCH_QUEUE_BACKENDS="sqlite postgres redis"
@@ -41,7 +41,7 @@ PEERS=${SURGE_BENCH_PEERS:-$ROOT/../shared/peers}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 ROUNDS=${BENCH_ROUNDS:-3}
 TASKS=${BENCH_QUEUE_TASKS:-20000}
-SUBMITTERS=${BENCH_QUEUE_SUBMITTERS:-1 16}
+SUBMITTERS=${BENCH_QUEUE_SUBMITTERS:-1 16 64}
 CONCURRENCY=${BENCH_QUEUE_CONCURRENCY:-256}
 WORKERS=${BENCH_QUEUE_WORKERS:-1}
 BACKENDS=${BENCH_QUEUE_BACKENDS:-sqlite postgres redis}
