@@ -7,7 +7,8 @@
 #   surge-postgres  surge bench queue --broker $SURGE_BENCH_POSTGRES_URL (own schema, dropped after)
 #   surge-redis     surge bench queue --broker redis://127.0.0.1:<private port> (own namespace, deleted after)
 #   celery          shared/peers celery_bench.py against a Celery worker (--concurrency 2)
-# surge runs every phase (burn-down, end-to-end with 1 submitter, latency), then
+# surge runs every phase (burn-down; submit, i.e. submissions alone to a queue no
+# worker takes; end-to-end; latency) with 1 submitter, then submit and
 # end-to-end again with each other submitter count of BENCH_QUEUE_SUBMITTERS.
 # Celery and surge-redis use a private redis-server started by this script on a
 # free port (no persistence, like the shared one), so the shared Redis is never
@@ -242,10 +243,10 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     first=1
     for s in $SUBMITTERS; do
       if ((first)); then
-        run_surge "$backend" "$s" burn,e2e,latency
+        run_surge "$backend" "$s" burn,submit,e2e,latency
         first=0
       else
-        run_surge "$backend" "$s" e2e
+        run_surge "$backend" "$s" submit,e2e
       fi
     done
   done

@@ -7,6 +7,8 @@
 //! - **burn-down**: N no-op tasks are inserted in batches of 1,000 (not
 //!   timed); then the workers start, and the clock runs until the broker
 //!   counts N succeeded.
+//! - **submit** (only when named): the same submissions to a queue no worker
+//!   takes: submissions alone, the ceiling of end-to-end.
 //! - **end-to-end**: the workers run, idle; S submitters submit N no-op
 //!   tasks, one `submit` call per task (Celery's `.delay()`); the clock runs
 //!   from the first submission until the broker counts N succeeded.
@@ -49,6 +51,8 @@ use crate::cli::{BenchPhase, BenchQueueArgs, LogFormat};
 const BURN_QUEUE: &str = "bench-burn";
 const E2E_QUEUE: &str = "bench-e2e";
 const LATENCY_QUEUE: &str = "bench-latency";
+/// No worker takes this queue: the submit phase measures submissions alone.
+const SUBMIT_QUEUE: &str = "bench-submit";
 /// Tasks per `submit_many` when pre-inserting.
 const INSERT_BATCH: u64 = 1_000;
 /// Records per `list` page when reading latencies back.
@@ -135,7 +139,12 @@ fn plan(args: BenchQueueArgs) -> anyhow::Result<Plan> {
         bail!("--latency-interval-ms must be in (0, 10000], got {ms}");
     }
     let mut phases = Vec::new();
-    for p in [BenchPhase::Burn, BenchPhase::E2e, BenchPhase::Latency] {
+    for p in [
+        BenchPhase::Burn,
+        BenchPhase::Submit,
+        BenchPhase::E2e,
+        BenchPhase::Latency,
+    ] {
         if args.phase.contains(&p) {
             phases.push(p);
         }
@@ -514,6 +523,15 @@ struct BurnDown {
     tasks_per_sec: f64,
 }
 
+/// The submit phase: submissions alone, no worker taking them.
+#[derive(Debug, Serialize)]
+struct SubmitOnly {
+    tasks: u64,
+    submitters: usize,
+    seconds: f64,
+    submits_per_sec: f64,
+}
+
 /// The end-to-end phase.
 #[derive(Debug, Serialize)]
 struct EndToEnd {
@@ -552,6 +570,7 @@ struct Report {
     concurrency: usize,
     claim_batch: usize,
     burn_down: Option<BurnDown>,
+    submit: Option<SubmitOnly>,
     end_to_end: Option<EndToEnd>,
     latency: Option<Wakeup>,
 }
@@ -586,6 +605,7 @@ async fn measure(plan: &Plan, storage: &Storage) -> anyhow::Result<Report> {
         concurrency: plan.concurrency,
         claim_batch: config.claim_batch,
         burn_down: None,
+        submit: None,
         end_to_end: None,
         latency: None,
     };
@@ -616,6 +636,25 @@ async fn measure(plan: &Plan, storage: &Storage) -> anyhow::Result<Report> {
         start()
     };
 
+    if plan.runs(BenchPhase::Submit) {
+        tokio::time::sleep(SETTLE).await;
+        workers.check()?;
+        progress(
+            plan,
+            format_args!(
+                "submit: {} tasks, {} submitter(s), to a queue no worker takes",
+                plan.tasks, plan.submitters
+            ),
+        );
+        let took = submit_all(&client, SUBMIT_QUEUE, plan.tasks, plan.submitters).await?;
+        report.submit = Some(SubmitOnly {
+            tasks: plan.tasks,
+            submitters: plan.submitters,
+            seconds: took.as_secs_f64(),
+            submits_per_sec: rate(plan.tasks, took),
+        });
+    }
+
     if plan.runs(BenchPhase::E2e) {
         tokio::time::sleep(SETTLE).await;
         workers.check()?;
@@ -628,22 +667,7 @@ async fn measure(plan: &Plan, storage: &Storage) -> anyhow::Result<Report> {
         );
         tally.reset();
         let t0 = Instant::now();
-        let submitters: Vec<_> = shares(plan.tasks, plan.submitters)
-            .into_iter()
-            .map(|range| {
-                let client = client.clone();
-                tokio::spawn(async move {
-                    for i in range {
-                        client.submit(task(&client, E2E_QUEUE, i)?).await?;
-                    }
-                    Ok::<_, anyhow::Error>(())
-                })
-            })
-            .collect();
-        for s in submitters {
-            s.await.context("a submitter panicked")??;
-        }
-        let submitted = t0.elapsed();
+        let submitted = submit_all(&client, E2E_QUEUE, plan.tasks, plan.submitters).await?;
         let end = wait_done(&broker, &tally, &workers, E2E_QUEUE, plan.tasks).await?;
         let took = end - t0;
         report.end_to_end = Some(EndToEnd {
@@ -688,6 +712,33 @@ async fn measure(plan: &Plan, storage: &Storage) -> anyhow::Result<Report> {
 
     workers.stop().await?;
     Ok(report)
+}
+
+/// Submits `n` no-op tasks to `queue` from `submitters` concurrent loops,
+/// one `submit` call per task; returns how long that took.
+async fn submit_all(
+    client: &Client<AnyBroker>,
+    queue: &'static str,
+    n: u64,
+    submitters: usize,
+) -> anyhow::Result<Duration> {
+    let t0 = Instant::now();
+    let loops: Vec<_> = shares(n, submitters)
+        .into_iter()
+        .map(|range| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for i in range {
+                    client.submit(task(&client, queue, i)?).await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .collect();
+    for l in loops {
+        l.await.context("a submitter panicked")??;
+    }
+    Ok(t0.elapsed())
 }
 
 /// A progress line on stderr (the table or JSON goes to stdout).
@@ -870,6 +921,20 @@ fn print_table(out: &mut impl std::io::Write, r: &Report) -> anyhow::Result<()> 
             "-"
         )?;
     }
+    if let Some(s) = &r.submit {
+        writeln!(
+            out,
+            "{:<11} {:>8} {:>8.3} {:>9}   {:>9} {:>9} {:>9}   {:>13}",
+            "submit",
+            s.tasks,
+            s.seconds,
+            thousands(s.submits_per_sec),
+            "-",
+            "-",
+            "-",
+            "-"
+        )?;
+    }
     if let Some(e) = &r.end_to_end {
         let (p50, p99, max) = lat(e.start_latency);
         writeln!(
@@ -901,6 +966,14 @@ fn print_table(out: &mut impl std::io::Write, r: &Report) -> anyhow::Result<()> 
             "burn-down:  tasks inserted beforehand in {:.2} s (batches of {INSERT_BATCH}; not timed); \
              clock from starting the workers to the broker counting all succeeded",
             b.insert_seconds
+        )?;
+    }
+    if let Some(s) = &r.submit {
+        writeln!(
+            out,
+            "submit:     {} submitter(s), one submit call per task, to a queue no worker takes \
+             (the ceiling of end-to-end)",
+            s.submitters
         )?;
     }
     if let Some(e) = &r.end_to_end {
@@ -968,8 +1041,11 @@ mod tests {
 
     #[test]
     fn phases_are_deduplicated_and_run_in_order() {
-        let p = parse(&["--phase", "latency,burn,latency"]).unwrap();
-        assert_eq!(p.phases, [BenchPhase::Burn, BenchPhase::Latency]);
+        let p = parse(&["--phase", "latency,burn,submit,latency"]).unwrap();
+        assert_eq!(
+            p.phases,
+            [BenchPhase::Burn, BenchPhase::Submit, BenchPhase::Latency]
+        );
         let e = error(&["--phase", "bogus"]);
         assert!(e.contains("bogus"), "{e}");
     }
@@ -1061,6 +1137,8 @@ mod tests {
             "3",
             "--latency-tasks",
             "20",
+            "--phase",
+            "burn,submit,e2e,latency",
             "--json",
         ])
         .unwrap();
@@ -1071,9 +1149,10 @@ mod tests {
         let mut table = Vec::new();
         print_table(&mut table, &report).unwrap();
         let table = String::from_utf8(table).unwrap();
-        for phase in ["burn-down", "end-to-end", "latency"] {
+        for phase in ["burn-down", "submit", "end-to-end", "latency"] {
             assert!(table.contains(phase), "{table}");
         }
+        assert_eq!(report.submit.as_ref().unwrap().tasks, 300);
         let b = report.burn_down.unwrap();
         assert_eq!(b.tasks, 300);
         assert!(b.tasks_per_sec > 0.0);

@@ -48,6 +48,9 @@ pub(crate) enum BenchPhase {
     /// Pre-insert the tasks (not timed), start the workers, time until all
     /// succeeded.
     Burn,
+    /// Submissions alone (one call per task, to a queue no worker takes):
+    /// the ceiling of end-to-end. Not run unless named.
+    Submit,
     /// Workers idle; submit one task per call, time until all succeeded.
     E2e,
     /// Workers idle; one task every --latency-interval-ms; submit-to-start.
@@ -86,7 +89,8 @@ pub(crate) struct BenchQueueArgs {
     /// Milliseconds between two submissions in the latency phase.
     #[arg(long, value_name = "MS", default_value_t = 2.0)]
     pub(crate) latency_interval_ms: f64,
-    /// Phases to run, comma-separated.
+    /// Phases to run, comma-separated (burn, submit, e2e, latency; they run
+    /// in that order).
     #[arg(
         long,
         value_enum,
