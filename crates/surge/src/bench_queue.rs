@@ -637,15 +637,15 @@ async fn measure(plan: &Plan, storage: &Storage) -> anyhow::Result<Report> {
     };
 
     if plan.runs(BenchPhase::Submit) {
-        tokio::time::sleep(SETTLE).await;
-        workers.check()?;
-        progress(
+        settle(
             plan,
+            &workers,
             format_args!(
                 "submit: {} tasks, {} submitter(s), to a queue no worker takes",
                 plan.tasks, plan.submitters
             ),
-        );
+        )
+        .await?;
         let took = submit_all(&client, SUBMIT_QUEUE, plan.tasks, plan.submitters).await?;
         report.submit = Some(SubmitOnly {
             tasks: plan.tasks,
@@ -656,15 +656,15 @@ async fn measure(plan: &Plan, storage: &Storage) -> anyhow::Result<Report> {
     }
 
     if plan.runs(BenchPhase::E2e) {
-        tokio::time::sleep(SETTLE).await;
-        workers.check()?;
-        progress(
+        settle(
             plan,
+            &workers,
             format_args!(
                 "end-to-end: {} tasks, {} submitter(s)",
                 plan.tasks, plan.submitters
             ),
-        );
+        )
+        .await?;
         tally.reset();
         let t0 = Instant::now();
         let submitted = submit_all(&client, E2E_QUEUE, plan.tasks, plan.submitters).await?;
@@ -683,15 +683,15 @@ async fn measure(plan: &Plan, storage: &Storage) -> anyhow::Result<Report> {
     }
 
     if plan.runs(BenchPhase::Latency) {
-        tokio::time::sleep(SETTLE).await;
-        workers.check()?;
-        progress(
+        settle(
             plan,
+            &workers,
             format_args!(
                 "latency: {} tasks, one every {:?}",
                 plan.latency_tasks, plan.latency_interval
             ),
-        );
+        )
+        .await?;
         tally.reset();
         let mut tick = tokio::time::interval(plan.latency_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -739,6 +739,18 @@ async fn submit_all(
         l.await.context("a submitter panicked")??;
     }
     Ok(t0.elapsed())
+}
+
+/// Lets the workers go idle (waiting for work), then announces a phase.
+async fn settle(
+    plan: &Plan,
+    workers: &Workers,
+    phase: std::fmt::Arguments<'_>,
+) -> anyhow::Result<()> {
+    tokio::time::sleep(SETTLE).await;
+    workers.check()?;
+    progress(plan, phase);
+    Ok(())
 }
 
 /// A progress line on stderr (the table or JSON goes to stdout).
