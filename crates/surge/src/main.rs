@@ -35,7 +35,13 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        Command::Worker(args) => runtime.block_on(queue::run_worker(args)),
+        Command::Worker(args) => match queue::worker_settings(&args) {
+            Ok(config) => runtime.block_on(queue::run_worker(args, config)),
+            Err(e) => {
+                eprintln!("surge: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
         Command::Task(command) => runtime.block_on(queue::run_task(command)),
         Command::Schedule(command) => runtime.block_on(queue::run_schedule(command)),
         Command::Bench(BenchCommand::Queue(args)) => runtime.block_on(bench_queue::run(args)),

@@ -92,12 +92,18 @@ pub(crate) fn worker_with(
 }
 
 /// `surge worker`.
-pub(crate) async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
-    logging::init(args.log_format, args.log_level.as_deref())?;
+/// `surge worker`'s settings, validated before anything starts (a bad
+/// setting exits 2, like `surge serve`'s).
+pub(crate) fn worker_settings(args: &WorkerArgs) -> anyhow::Result<WorkerConfig> {
     let lease = seconds("--lease-ttl", args.lease_ttl)?;
     let grace = seconds("--shutdown-grace", args.shutdown_grace)?;
-    let mut config = worker_config(args.concurrency, args.queues, lease, grace)?;
+    let mut config = worker_config(args.concurrency, args.queues.clone(), lease, grace)?;
     config.run_scheduler = !args.no_scheduler;
+    Ok(config)
+}
+
+pub(crate) async fn run_worker(args: WorkerArgs, config: WorkerConfig) -> anyhow::Result<()> {
+    logging::init(args.log_format, args.log_level.as_deref())?;
     let pool = u32::try_from(config.concurrency.clamp(4, 32)).unwrap_or(16);
     let broker = connect(&args.broker.broker, pool, None).await?;
     let registry = Arc::new(Registry::with_builtins());
