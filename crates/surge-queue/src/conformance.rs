@@ -772,7 +772,8 @@ pub async fn rescue<B: Broker>(b: &B) {
         done,
         Rescued {
             requeued: 1,
-            dead: 1
+            dead: 1,
+            dead_ids: vec![spent.id],
         }
     );
     let r = get(b, retried.id).await;
@@ -812,7 +813,8 @@ pub async fn rescue<B: Broker>(b: &B) {
         done,
         Rescued {
             requeued: 1,
-            dead: 0
+            dead: 0,
+            dead_ids: Vec::new(),
         }
     );
     assert_eq!(get(b, left.id).await.state, TaskState::Retrying);

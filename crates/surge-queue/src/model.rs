@@ -464,12 +464,15 @@ pub struct Heartbeat {
 }
 
 /// What a rescue pass did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Rescued {
     /// Tasks of expired leases put back to wait (state `retrying`, due now).
     pub requeued: u64,
     /// Tasks of expired leases that had no attempt left (state `dead`).
     pub dead: u64,
+    /// The ids of those dead tasks (the engine submits their failure
+    /// callbacks).
+    pub dead_ids: Vec<TaskId>,
 }
 
 /// What a cancel request did.

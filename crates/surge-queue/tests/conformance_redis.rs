@@ -208,7 +208,8 @@ async fn large_batches() {
         rescued,
         Rescued {
             requeued: 2_500,
-            dead: 0
+            dead: 0,
+            dead_ids: Vec::new(),
         }
     );
 

@@ -632,6 +632,30 @@ async fn shutdown_hands_back_running_tasks(b: AnyBroker) {
     w2.stop().await;
 }
 
+async fn worker_death_on_last_attempt_still_sends_failure_callbacks(b: AnyBroker) {
+    let c = client(&b);
+    let alert = c.task("test.echo", Value::Null).unwrap();
+    let mut task = c
+        .task("sleep", json!({ "ms": 60_000 }))
+        .unwrap()
+        .with_max_retries(0);
+    task.options.on_failure = vec![alert.clone()];
+    c.submit(task.clone()).await.unwrap();
+    // A worker that claims it and dies (never heartbeats, never completes).
+    let ghost = surge_queue::conformance::register(&b, Duration::from_millis(300)).await;
+    let claimed = b.claim(ghost.id, &["default".to_owned()], 1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let w = start(&b, fast_config());
+    let dead = c.wait(task.id, WAIT).await.unwrap();
+    assert_eq!(dead.state, TaskState::Dead);
+    assert!(dead.error.as_ref().unwrap().message.contains("lease"));
+    until_exists(&b, alert.id).await;
+    let alerted = c.wait(alert.id, WAIT).await.unwrap();
+    assert_eq!(alerted.state, TaskState::Succeeded);
+    assert_eq!(alerted.result.unwrap()["task"], json!(task.id));
+    w.stop().await;
+}
+
 macro_rules! cases {
     ($backend:ident; $($name:ident),*) => {
         mod $backend {
@@ -665,7 +689,8 @@ macro_rules! engine_tests {
                 concurrent_submissions_each_get_their_own_outcome,
                 rate_limit_spaces_starts,
                 eta_in_past_and_future,
-                shutdown_hands_back_running_tasks
+                shutdown_hands_back_running_tasks,
+                worker_death_on_last_attempt_still_sends_failure_callbacks
             );
         )*
     };

@@ -32,8 +32,10 @@
 //! - Rescue: every `running` task whose worker's lease has expired (or whose
 //!   worker is unknown) goes back to `retrying`, due now, with error
 //!   `system: lease expired …`; if its attempts are used up
-//!   (`attempts > max_retries`) it goes `dead` instead. The rescue counts as
-//!   the attempt (the attempt counter was incremented at claim).
+//!   (`attempts > max_retries`) it goes `dead` instead, kept at least a
+//!   week, its id reported in [`Rescued::dead_ids`](crate::model::Rescued).
+//!   The rescue counts as the attempt (the attempt counter was incremented
+//!   at claim).
 //! - Errors: a backend maps "cannot reach / busy / overloaded" to
 //!   [`BrokerError::Unavailable`] so that callers retry.
 

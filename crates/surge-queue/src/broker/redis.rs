@@ -550,11 +550,18 @@ impl Broker for RedisBroker {
                 .arg(SCRIPT_BATCH)
                 .arg(&self.inner.lease_expired);
             let reply = self.run_array(&inv).await?;
-            let [requeued, dead, more] = reply.as_slice() else {
+            let [requeued, dead, more, ids @ ..] = reply.as_slice() else {
                 return Err(BrokerError::Data("bad rescue reply".to_owned()));
             };
             total.requeued += u64::try_from(int(requeued)?).unwrap_or(0);
             total.dead += u64::try_from(int(dead)?).unwrap_or(0);
+            for id in ids {
+                let text: String = ::redis::from_redis_value(id)?;
+                total.dead_ids.push(
+                    text.parse()
+                        .map_err(|e| BrokerError::Data(format!("task id {text:?}: {e}")))?,
+                );
+            }
             if int(more)? == 0 {
                 return Ok(total);
             }

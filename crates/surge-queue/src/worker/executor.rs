@@ -254,21 +254,7 @@ fn decide(task: &TaskRecord, result: Result<Value, TaskError>) -> (Outcome, Vec<
             (Outcome::Retry { error, run_at }, Vec::new())
         }
         Err(error) => {
-            let follow_ups = task
-                .options
-                .on_failure
-                .iter()
-                .map(|next| {
-                    let mut next = next.clone();
-                    next.options.parent = Some(serde_json::json!({
-                        "task": task.id,
-                        "kind": task.kind,
-                        "attempts": task.attempts,
-                        "error": error,
-                    }));
-                    next
-                })
-                .collect();
+            let follow_ups = failure_follow_ups(task, &error);
             let expires_at = after(result_ttl(task).max(KEEP_FAILED));
             let outcome = if error.retryable {
                 Outcome::Dead { error, expires_at }
@@ -278,6 +264,26 @@ fn decide(task: &TaskRecord, result: Result<Value, TaskError>) -> (Outcome, Vec<
             (outcome, follow_ups)
         }
     }
+}
+
+/// `task`'s failure callbacks, each handed `{"task", "kind", "attempts",
+/// "error"}` as its parent. Their ids were chosen at submission, so
+/// submitting them twice creates them once.
+pub(crate) fn failure_follow_ups(task: &TaskRecord, error: &TaskError) -> Vec<NewTask> {
+    task.options
+        .on_failure
+        .iter()
+        .map(|next| {
+            let mut next = next.clone();
+            next.options.parent = Some(serde_json::json!({
+                "task": task.id,
+                "kind": task.kind,
+                "attempts": task.attempts,
+                "error": error,
+            }));
+            next
+        })
+        .collect()
 }
 
 /// The results of a chord's members, in group order.

@@ -47,11 +47,47 @@ async fn rescue<B: Broker>(shared: &Shared<B>) {
                 dead = r.dead,
                 "rescued the tasks of workers whose lease expired"
             );
+            for id in &r.dead_ids {
+                submit_failure_callbacks(shared, *id).await;
+            }
             shared.observer.rescued(r);
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "lease rescue failed"),
     }
+}
+
+/// Submits the failure callbacks of a task that a rescue made dead (its
+/// worker died on the last attempt, so no completion carried them). A crash
+/// between the rescue and this leaves them unsubmitted: the one gap.
+async fn submit_failure_callbacks<B: Broker>(shared: &Shared<B>, id: crate::TaskId) {
+    let task = match shared.broker.get(id).await {
+        Ok(Some(t)) if !t.options.on_failure.is_empty() => t,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(task = %id, error = %e, "cannot read a dead task; its failure callbacks are not submitted");
+            return;
+        }
+    };
+    let error = task.error.clone().unwrap_or_else(|| {
+        crate::TaskError::new(surge_core::ErrorCategory::System, "lease expired")
+    });
+    let follow_ups = super::executor::failure_follow_ups(&task, &error);
+    let mut wait = std::time::Duration::from_millis(50);
+    for _ in 0..5 {
+        match shared.broker.enqueue(&follow_ups).await {
+            Ok(_) => return,
+            Err(e) if e.is_transient() => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(e) => {
+                tracing::error!(task = %id, error = %e, "failure callbacks of a dead task refused");
+                return;
+            }
+        }
+    }
+    tracing::error!(task = %id, "failure callbacks of a dead task not submitted: broker unavailable");
 }
 
 /// Fires every due tick. Ticks missed while no scheduler ran fire once (the

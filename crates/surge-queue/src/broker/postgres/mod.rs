@@ -425,9 +425,19 @@ impl Broker for PgBroker {
             let n: i64 = row.try_get(i)?;
             u64::try_from(n).map_err(|e| BrokerError::Data(e.to_string()))
         };
+        let dead_ids: Option<Vec<String>> = row.try_get(3)?;
+        let dead_ids = dead_ids
+            .unwrap_or_default()
+            .iter()
+            .map(|id| {
+                id.parse()
+                    .map_err(|e| BrokerError::Data(format!("task id {id:?}: {e}")))
+            })
+            .collect::<Result<Vec<TaskId>, _>>()?;
         Ok(Rescued {
             requeued: count(0)?,
             dead: count(1)?,
+            dead_ids,
         })
     }
 

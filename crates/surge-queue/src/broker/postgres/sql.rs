@@ -283,7 +283,7 @@ pub(super) static RESCUE: LazyLock<String> = LazyLock::new(|| {
                    AND NOT EXISTS (SELECT 1 FROM workers w
                                    WHERE w.id = lost.worker_id AND w.lease_expires_at > now())
                  FOR UPDATE SKIP LOCKED))
-             RETURNING t.state, t.queue, t.group_id
+             RETURNING t.id, t.state, t.queue, t.group_id
          ),
          failed_chords AS (
              UPDATE chords SET state = 'failed'
@@ -295,7 +295,8 @@ pub(super) static RESCUE: LazyLock<String> = LazyLock::new(|| {
          )
          SELECT count(*) FILTER (WHERE state = 'retrying'),
                 count(*) FILTER (WHERE state = 'dead'),
-                {wake}
+                {wake},
+                array_agg(id::text) FILTER (WHERE state = 'dead')
          FROM moved"
     )
 });

@@ -545,7 +545,7 @@ const RESCUE: &str = "\
     WHERE state = 'running' \
       AND NOT EXISTS (SELECT 1 FROM workers AS w \
                       WHERE w.id = tasks.worker_id AND w.lease_expires_at > ?1) \
-    RETURNING state, queue, group_id";
+    RETURNING id, state, queue, group_id";
 
 /// Rescues the tasks of expired leases and forgets workers whose lease
 /// ended more than `forget_after` µs ago.
@@ -553,7 +553,7 @@ pub(super) fn rescue_expired(tx: &mut Tx, forget_after: i64) -> Op<'_, Rescued> 
     Box::pin(async move {
         let now = now_micros();
         let system = ErrorCategory::System;
-        let rescued: Vec<(String, String, Option<String>)> = sqlx::query_as(RESCUE)
+        let rescued: Vec<(String, String, String, Option<String>)> = sqlx::query_as(RESCUE)
             .bind(now)
             .bind(DEAD_TTL_SECS)
             .bind(system.as_str())
@@ -565,9 +565,13 @@ pub(super) fn rescue_expired(tx: &mut Tx, forget_after: i64) -> Op<'_, Rescued> 
             .fetch_all(&mut tx.conn)
             .await?;
         let mut out = Rescued::default();
-        for (state, queue, group) in rescued {
+        for (id, state, queue, group) in rescued {
             if state == TaskState::Dead.as_str() {
                 out.dead += 1;
+                out.dead_ids.push(
+                    id.parse()
+                        .map_err(|e| BrokerError::Data(format!("task id {id:?}: {e}")))?,
+                );
                 if let Some(group) = group {
                     drop_chord(tx, &group).await?;
                 }

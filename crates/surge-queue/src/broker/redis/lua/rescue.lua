@@ -1,10 +1,11 @@
 -- Rescues the running tasks of expired leases, at most ARGV[3] of them:
 -- back to retrying, due now, with error ARGV[4], or dead when no attempt is
 -- left. Forgets workers whose lease expired more than ARGV[2] microseconds
--- ago and hold nothing. Returns requeued, dead, and 1 if the budget ran out
--- (call again).
+-- ago and hold nothing. Returns requeued, dead, 1 if the budget ran out
+-- (call again), then the ids of the dead tasks.
 local forget, budget, err = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local requeued, dead = 0, 0
+local dead_ids = {}
 local expired = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', NOW, 'WITHSCORES')
 for j = 1, #expired, 2 do
   local worker, lease = expired[j], tonumber(expired[j + 1])
@@ -27,6 +28,7 @@ for j = 1, #expired, 2 do
           ended(key, id, t[7], t[8], 'dead', keep)
           count(queue, 'dead', 1)
           dead = dead + 1
+          dead_ids[#dead_ids + 1] = id
         else
           redis.call('HSET', key, 'state', 'retrying', 'error', err, 'run_at', NOW_S)
           place(id, queue, tonumber(t[4]), NOW)
@@ -46,4 +48,6 @@ end
 done()
 local more = 0
 if budget <= 0 then more = 1 end
-return { requeued, dead, more }
+local reply = { requeued, dead, more }
+for _, id in ipairs(dead_ids) do reply[#reply + 1] = id end
+return reply
