@@ -22,9 +22,7 @@ async fn users_conformance_sqlite() {
 #[tokio::test]
 async fn users_conformance_postgres() {
     let Some(base) = postgres_url() else { return };
-    let schema = format!("surge_t_{}", uuid::Uuid::new_v4().simple());
-    exec(&base, &format!("CREATE SCHEMA {schema}")).await;
-    let url = with_search_path(&base, &schema);
+    let (schema, url) = surge_testkit::new_schema(&base, "surge_t_").await;
     let db = Database::connect(&url, &PoolConfig::default())
         .await
         .unwrap();
@@ -50,7 +48,7 @@ async fn postgres_outage_is_unavailable_not_a_generic_error() {
     );
 }
 
-use surge_testkit::{postgres_url, with_search_path};
+use surge_testkit::postgres_url;
 
 async fn exec(url: &str, sql: &str) {
     use sqlx::Connection;

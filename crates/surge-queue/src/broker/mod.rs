@@ -57,6 +57,31 @@ pub mod sqlite;
 
 pub use any::AnyBroker;
 
+/// Refuses a schedule with no name, or whose cron expression or time zone
+/// cannot be read: what every backend's [`Broker::put_schedule`] checks
+/// before storing.
+pub(crate) fn check_schedule(schedule: &Schedule) -> Result<(), BrokerError> {
+    if schedule.name.trim().is_empty() {
+        return Err(BrokerError::Invalid("a schedule needs a name".to_owned()));
+    }
+    crate::schedule::CronSchedule::parse(&schedule.cron, &schedule.timezone)
+        .map(drop)
+        .map_err(|e| BrokerError::Invalid(format!("schedule {}: {e}", schedule.name)))
+}
+
+/// Refuses a rate bucket that could never hand out a token: what every
+/// backend's [`Broker::take_rate_token`] checks first.
+pub(crate) fn check_rate(key: &str, per_second: f64, burst: u32) -> Result<(), BrokerError> {
+    if per_second.is_finite() && per_second > 0.0 && burst > 0 {
+        Ok(())
+    } else {
+        Err(BrokerError::Invalid(format!(
+            "rate bucket {key}: needs a positive rate and a burst of at least 1 \
+             (got {per_second}/s, burst {burst})"
+        )))
+    }
+}
+
 /// How a backend connects. Every backend has
 /// `async fn connect(url: &str, config: &BrokerConfig) -> Result<Self, BrokerError>`.
 #[derive(Debug, Clone)]

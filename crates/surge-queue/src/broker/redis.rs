@@ -682,7 +682,7 @@ impl Broker for RedisBroker {
     }
 
     async fn put_schedule(&self, schedule: &Schedule) -> Result<(), BrokerError> {
-        validate_schedule(schedule)?;
+        super::check_schedule(schedule)?;
         let name = &schedule.name;
         let mut pipe = ::redis::pipe();
         pipe.atomic()
@@ -764,30 +764,10 @@ impl Broker for RedisBroker {
         per_second: f64,
         burst: u32,
     ) -> Result<Option<Duration>, BrokerError> {
-        if !(per_second.is_finite() && per_second > 0.0) || burst == 0 {
-            return Err(BrokerError::Invalid(format!(
-                "a rate needs a positive rate and burst (got {per_second}/s, burst {burst})"
-            )));
-        }
+        super::check_rate(key, per_second, burst)?;
         let mut inv = self.invocation(&SCRIPTS.rate);
         inv.arg(key).arg(per_second).arg(burst);
         let wait: i64 = self.run(&inv).await?;
         Ok((wait > 0).then(|| Duration::from_micros(wait.unsigned_abs())))
     }
-}
-
-/// Refuses a schedule whose cron expression or time zone cannot be read.
-fn validate_schedule(schedule: &Schedule) -> Result<(), BrokerError> {
-    if schedule.name.is_empty() {
-        return Err(BrokerError::Invalid("a schedule needs a name".to_owned()));
-    }
-    schedule
-        .cron
-        .parse::<cron::Schedule>()
-        .map_err(|e| BrokerError::Invalid(format!("schedule {}: cron: {e}", schedule.name)))?;
-    schedule
-        .timezone
-        .parse::<chrono_tz::Tz>()
-        .map_err(|e| BrokerError::Invalid(format!("schedule {}: time zone: {e}", schedule.name)))?;
-    Ok(())
 }

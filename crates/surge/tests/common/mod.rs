@@ -169,17 +169,7 @@ impl TestDb {
             Backend::Postgres => {
                 let base = postgres_base_url()
                     .expect("Postgres TestDb requested but SURGE_TEST_POSTGRES_URL is unset");
-                let schema = format!("surge_t_{}", unique_suffix());
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&base)
-                    .await
-                    .unwrap_or_else(|e| panic!("connect to {base} to create a schema: {e}"));
-                sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create test schema");
-                conn.close().await.ok();
-                let url = pg_url_with_search_path(&base, &schema);
+                let (schema, url) = surge_testkit::new_schema(&base, "surge_t_").await;
                 TestDb {
                     backend,
                     url,
@@ -197,17 +187,11 @@ impl TestDb {
     pub(crate) fn url_via(&self, host_port: &str) -> String {
         match (&self.pg_base_url, &self.pg_schema) {
             (Some(base), Some(schema)) => {
-                pg_url_with_search_path(&replace_host_port(base, host_port), schema)
+                surge_testkit::with_search_path(&replace_host_port(base, host_port), schema)
             }
             _ => self.url.clone(),
         }
     }
-}
-
-/// `postgres://…/db` + `options=-c search_path=<schema>` (URL-encoded).
-pub(crate) fn pg_url_with_search_path(base: &str, schema: &str) -> String {
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options=-c%20search_path%3D{schema}")
 }
 
 /// The `host:port` of a `postgres://[user[:pw]@]host[:port]/db` URL

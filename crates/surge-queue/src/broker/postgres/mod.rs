@@ -556,7 +556,7 @@ impl Broker for PgBroker {
     }
 
     async fn put_schedule(&self, schedule: &Schedule) -> Result<(), BrokerError> {
-        validate_schedule(schedule)?;
+        super::check_schedule(schedule)?;
         sqlx::query(sql::PUT_SCHEDULE)
             .bind(&schedule.name)
             .bind(&schedule.cron)
@@ -608,12 +608,7 @@ impl Broker for PgBroker {
         per_second: f64,
         burst: u32,
     ) -> Result<Option<Duration>, BrokerError> {
-        if !(per_second.is_finite() && per_second > 0.0) || burst == 0 {
-            return Err(BrokerError::Invalid(format!(
-                "rate limit {key}: needs a positive rate and a burst of at least 1 \
-                 (got {per_second}/s, burst {burst})"
-            )));
-        }
+        super::check_rate(key, per_second, burst)?;
         let row = sqlx::query(sql::TAKE_RATE_TOKEN)
             .bind(key)
             .bind(per_second)
@@ -624,24 +619,4 @@ impl Broker for PgBroker {
         let tokens: f64 = row.try_get(1)?;
         Ok((!taken).then(|| Duration::from_secs_f64(((1.0 - tokens) / per_second).max(0.0))))
     }
-}
-
-/// A schedule's name, cron expression and time zone must be usable.
-fn validate_schedule(schedule: &Schedule) -> Result<(), BrokerError> {
-    if schedule.name.trim().is_empty() {
-        return Err(BrokerError::Invalid("a schedule needs a name".to_owned()));
-    }
-    cron::Schedule::from_str(&schedule.cron).map_err(|e| {
-        BrokerError::Invalid(format!(
-            "schedule {}: bad cron expression {:?}: {e}",
-            schedule.name, schedule.cron
-        ))
-    })?;
-    schedule.timezone.parse::<chrono_tz::Tz>().map_err(|e| {
-        BrokerError::Invalid(format!(
-            "schedule {}: unknown time zone {:?}: {e}",
-            schedule.name, schedule.timezone
-        ))
-    })?;
-    Ok(())
 }

@@ -364,15 +364,7 @@ impl Broker for SqliteBroker {
     }
 
     async fn put_schedule(&self, schedule: &Schedule) -> Result<(), BrokerError> {
-        cron::Schedule::from_str(&schedule.cron).map_err(|e| {
-            BrokerError::Invalid(format!(
-                "schedule {}: cron {:?}: {e}",
-                schedule.name, schedule.cron
-            ))
-        })?;
-        schedule.timezone.parse::<chrono_tz::Tz>().map_err(|e| {
-            BrokerError::Invalid(format!("schedule {}: time zone: {e}", schedule.name))
-        })?;
+        super::check_schedule(schedule)?;
         let s = ops::NewSchedule {
             name: schedule.name.clone(),
             cron: schedule.cron.clone(),
@@ -420,12 +412,7 @@ impl Broker for SqliteBroker {
         per_second: f64,
         burst: u32,
     ) -> Result<Option<Duration>, BrokerError> {
-        if !(per_second.is_finite() && per_second > 0.0) || burst == 0 {
-            return Err(BrokerError::Invalid(format!(
-                "rate bucket {key}: needs per_second > 0 and burst >= 1, got {per_second}/s, \
-                 burst {burst}"
-            )));
-        }
+        super::check_rate(key, per_second, burst)?;
         let key = key.to_owned();
         self.writer()
             .write(move |tx| ops::take_rate_token(tx, key, per_second, burst))
