@@ -5,8 +5,14 @@
 //! to stderr, so the line shows even when libtest captures the output of a
 //! passing test) and skips — unless `SURGE_REQUIRE_BACKENDS` names the
 //! backend, and then it panics: CI sets the URLs and requires every backend.
+//!
+//! With the `browser` feature, [`browser`] starts a real headless Chromium
+//! under the same rule (backend name `browser`).
 
 use std::io::Write;
+
+#[cfg(feature = "browser")]
+pub mod browser;
 
 /// Env var with the PostgreSQL URL for tests.
 pub const POSTGRES_URL_ENV: &str = "SURGE_TEST_POSTGRES_URL";
@@ -23,17 +29,26 @@ pub fn backend_url(backend: &str, var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
         _ => {
-            let required = std::env::var(REQUIRE_BACKENDS_ENV).unwrap_or_default();
-            assert!(
-                !required
-                    .split(',')
-                    .any(|b| b.trim().eq_ignore_ascii_case(backend)),
-                "{REQUIRE_BACKENDS_ENV} requires {backend} but {var} is unset"
-            );
-            let _ = writeln!(std::io::stderr(), "SKIP {backend}: {var} is unset");
+            skip_or_panic(backend, &format!("{var} is unset"));
             None
         }
     }
+}
+
+/// Prints `SKIP {backend}: {reason}` to stderr, or panics with the reason
+/// when `SURGE_REQUIRE_BACKENDS` names `backend`.
+///
+/// # Panics
+/// When the backend is required.
+pub fn skip_or_panic(backend: &str, reason: &str) {
+    let required = std::env::var(REQUIRE_BACKENDS_ENV).unwrap_or_default();
+    assert!(
+        !required
+            .split(',')
+            .any(|b| b.trim().eq_ignore_ascii_case(backend)),
+        "{REQUIRE_BACKENDS_ENV} requires {backend} but {reason}"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIP {backend}: {reason}");
 }
 
 /// The PostgreSQL base URL, or `None` (see [`backend_url`]).
