@@ -1,9 +1,14 @@
-//! Domain types shared by every surge crate.
+#![warn(missing_docs)]
+
+//! Domain types and concurrency primitives shared by every surge crate.
 //!
-//! Today this is the error taxonomy that every surface (HTTP edge, task
-//! engine, fetcher, metrics) classifies failures into; later capabilities add
-//! the task model, retry policy and limiters here.
+//! - [`ErrorCategory`]: the one error taxonomy every surface classifies
+//!   failures into.
+//! - [`limit`]: static and adaptive concurrency limiters behind one
+//!   [`Limiter`](limit::Limiter) trait, and [`LimitLayer`](limit::LimitLayer)
+//!   to put one in front of a tower service.
 
 pub mod error_category;
+pub mod limit;
 
 pub use error_category::ErrorCategory;
