@@ -7,7 +7,10 @@
 //! - [`limit`]: static and adaptive concurrency limiters behind one
 //!   [`Limiter`](limit::Limiter) trait, and [`LimitLayer`](limit::LimitLayer)
 //!   to put one in front of a tower service.
+//! - [`cache`]: a bounded async cache (moka) with statistics and
+//!   single-flight `get_or_compute`.
 
+pub mod cache;
 pub mod error_category;
 pub mod limit;
 
