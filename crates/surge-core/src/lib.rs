@@ -9,7 +9,10 @@
 //!   to put one in front of a tower service.
 //! - [`cache`]: a bounded async cache (moka) with statistics and
 //!   single-flight `get_or_compute`.
+//! - [`backoff`]: exponential backoff with full jitter, `Retry-After`
+//!   parsing, and a retry budget.
 
+pub mod backoff;
 pub mod cache;
 pub mod error_category;
 pub mod limit;
