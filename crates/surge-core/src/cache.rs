@@ -81,7 +81,8 @@ pub struct CacheSnapshot {
     pub coalesced: u64,
 }
 
-/// Anything that reports [`CacheSnapshot`]s (what `/stats` lists).
+/// Anything that reports [`CacheSnapshot`]s (what the
+/// [`Observatory`](crate::observe::Observatory) lists).
 pub trait CacheStats: Send + Sync {
     /// The statistics now.
     fn cache_snapshot(&self) -> CacheSnapshot;
@@ -276,6 +277,12 @@ where
     /// The name given to the builder.
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// Lists this cache in `observatory` under its name, for as long as any
+    /// clone of it lives (the observatory keeps a weak reference).
+    pub fn register(&self, observatory: &crate::observe::Observatory) {
+        observatory.register_cache(self.shared.name.clone(), &self.shared);
     }
 }
 

@@ -11,10 +11,13 @@
 //!   single-flight `get_or_compute`.
 //! - [`backoff`]: exponential backoff with full jitter, `Retry-After`
 //!   parsing, and a retry budget.
+//! - [`observe`]: the [`Observatory`](observe::Observatory) that lists live
+//!   limiters and caches for `/stats` and the dashboard.
 
 pub mod backoff;
 pub mod cache;
 pub mod error_category;
 pub mod limit;
+pub mod observe;
 
 pub use error_category::ErrorCategory;
