@@ -41,7 +41,7 @@ pub(crate) enum Control {
     /// Count them (a static limiter).
     Fixed,
     /// Count them and feed them to a limit algorithm.
-    Adaptive(Controller),
+    Adaptive(Box<Controller>),
 }
 
 #[derive(Default)]
@@ -390,8 +390,11 @@ impl Future for AcquireFuture {
     type Output = Token;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Token> {
+        // Take part in tokio's cooperative budget, as its own semaphore does:
+        // a task looping on a free limiter still yields now and then.
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let this = &mut *self;
-        match &this.state {
+        let polled = match &this.state {
             AcquireState::Start => {
                 if this.gate.waiters.load(Ordering::SeqCst) == 0
                     && let Some(taken) = this.gate.try_take()
@@ -415,7 +418,11 @@ impl Future for AcquireFuture {
                 Poll::Ready(this.gate.token(Taken { limit, in_flight }))
             }
             AcquireState::Done => panic!("AcquireFuture polled after it resolved"),
+        };
+        if polled.is_ready() {
+            coop.made_progress();
         }
+        polled
     }
 }
 
