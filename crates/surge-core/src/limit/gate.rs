@@ -41,7 +41,7 @@ pub(crate) enum Control {
     /// Count them (a static limiter).
     Fixed,
     /// Count them and feed them to a limit algorithm.
-    Adaptive(Controller),
+    Adaptive(Box<Controller>),
 }
 
 #[derive(Default)]
@@ -117,6 +117,7 @@ impl Gate {
     }
 
     /// Take a slot if in-flight is below the limit (ignores the queue).
+    #[inline]
     fn try_take(&self) -> Option<Taken> {
         let mut state = self.state.load(Ordering::SeqCst);
         loop {
@@ -141,13 +142,15 @@ impl Gate {
         }
     }
 
-    fn token(self: &Arc<Self>, taken: Taken) -> Token {
-        let acquired = match self.control {
+    /// A token for a slot already taken, owning `gate` (one reference per
+    /// token: the acquire path moves its own in rather than cloning).
+    fn token(gate: Arc<Gate>, taken: Taken) -> Token {
+        let acquired = match gate.control {
             Control::Fixed => None,
             Control::Adaptive(_) => Some(Instant::now()),
         };
         Token {
-            gate: Arc::clone(self),
+            gate,
             acquired,
             taken,
             outcome: Outcome::Ignore,
@@ -162,7 +165,7 @@ impl Gate {
             None
         };
         match taken {
-            Some(taken) => Some(self.token(taken)),
+            Some(taken) => Some(Gate::token(Arc::clone(self), taken)),
             None => {
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                 None
@@ -172,8 +175,7 @@ impl Gate {
 
     pub(crate) fn acquire(self: &Arc<Self>) -> AcquireFuture {
         AcquireFuture {
-            gate: Arc::clone(self),
-            state: AcquireState::Start,
+            state: AcquireState::Start(Arc::clone(self)),
         }
     }
 
@@ -206,7 +208,9 @@ impl Gate {
         }
     }
 
-    /// Give free slots to the waiters at the head of the queue.
+    /// Give free slots to the waiters at the head of the queue (out of line:
+    /// the release fast path stays small).
+    #[inline(never)]
     fn grant_waiters(&self) {
         let mut queue = self.lock_queue();
         while let Some(front) = queue.nodes.front() {
@@ -225,6 +229,7 @@ impl Gate {
     }
 
     /// Return one slot and hand it on if someone waits.
+    #[inline]
     fn release_slot(&self) {
         self.state.fetch_sub(1, Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) != 0 {
@@ -232,6 +237,7 @@ impl Gate {
         }
     }
 
+    #[inline]
     fn finish(&self, token: &Token) {
         let counter = match token.outcome {
             Outcome::Success => &self.counters.successes,
@@ -244,16 +250,21 @@ impl Gate {
         if let (Control::Adaptive(controller), Some(acquired)) = (&self.control, token.acquired)
             && token.outcome != Outcome::Ignore
         {
-            let sample = Sample {
-                acquired,
-                finished: Instant::now(),
-                in_flight: token.taken.in_flight,
-                limit: token.taken.limit,
-                outcome: token.outcome,
-            };
-            controller.on_sample(sample, self);
+            self.sample(controller, token, acquired);
         }
         self.release_slot();
+    }
+
+    #[inline(never)]
+    fn sample(&self, controller: &Controller, token: &Token, acquired: Instant) {
+        let sample = Sample {
+            acquired,
+            finished: Instant::now(),
+            in_flight: token.taken.in_flight,
+            limit: token.taken.limit,
+            outcome: token.outcome,
+        };
+        controller.on_sample(sample, self);
     }
 
     pub(crate) fn snapshot(&self, algorithm: &'static str) -> LimiterSnapshot {
@@ -327,6 +338,7 @@ impl Token {
 }
 
 impl Drop for Token {
+    #[inline]
     fn drop(&mut self) {
         self.gate.finish(self);
     }
@@ -342,8 +354,8 @@ impl std::fmt::Debug for Token {
 }
 
 enum AcquireState {
-    Start,
-    Waiting(Arc<Waiter>),
+    Start(Arc<Gate>),
+    Waiting(Arc<Gate>, Arc<Waiter>),
     Done,
 }
 
@@ -356,75 +368,86 @@ enum AcquireState {
 /// `poll_ready` calls.
 #[must_use = "futures do nothing unless polled"]
 pub struct AcquireFuture {
-    gate: Arc<Gate>,
     state: AcquireState,
 }
 
-impl AcquireFuture {
-    fn register(&mut self, cx: &mut Context<'_>) -> Poll<Token> {
-        let gate = &self.gate;
-        let mut queue = gate.lock_queue();
-        let ahead = gate.waiters.fetch_add(1, Ordering::SeqCst);
-        if ahead == 0
-            && let Some(taken) = gate.try_take()
-        {
-            gate.waiters.fetch_sub(1, Ordering::SeqCst);
-            drop(queue);
-            self.state = AcquireState::Done;
-            return Poll::Ready(gate.token(taken));
-        }
-        let node = Arc::new(Waiter {
-            grant: AtomicU64::new(0),
-            cancelled: AtomicBool::new(false),
-            waker: AtomicWaker::new(),
-        });
-        node.waker.register(cx.waker());
-        queue.nodes.push_back(Arc::clone(&node));
+/// Queue behind the waiters already there, or take a free slot if there are
+/// none (checked under the queue lock: see the module's ordering argument).
+fn register(gate: Arc<Gate>, cx: &mut Context<'_>) -> Result<Token, AcquireState> {
+    let mut queue = gate.lock_queue();
+    let ahead = gate.waiters.fetch_add(1, Ordering::SeqCst);
+    if ahead == 0
+        && let Some(taken) = gate.try_take()
+    {
+        gate.waiters.fetch_sub(1, Ordering::SeqCst);
         drop(queue);
-        self.state = AcquireState::Waiting(node);
-        Poll::Pending
+        return Ok(Gate::token(gate, taken));
     }
+    let node = Arc::new(Waiter {
+        grant: AtomicU64::new(0),
+        cancelled: AtomicBool::new(false),
+        waker: AtomicWaker::new(),
+    });
+    node.waker.register(cx.waker());
+    queue.nodes.push_back(Arc::clone(&node));
+    drop(queue);
+    Err(AcquireState::Waiting(gate, node))
 }
 
 impl Future for AcquireFuture {
     type Output = Token;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Token> {
+        // Take part in tokio's cooperative budget, as its own semaphore does:
+        // a task looping on a free limiter still yields now and then.
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let this = &mut *self;
-        match &this.state {
-            AcquireState::Start => {
-                if this.gate.waiters.load(Ordering::SeqCst) == 0
-                    && let Some(taken) = this.gate.try_take()
-                {
-                    this.state = AcquireState::Done;
-                    return Poll::Ready(this.gate.token(taken));
+        let polled = match std::mem::replace(&mut this.state, AcquireState::Done) {
+            AcquireState::Start(gate) => {
+                let fast = if gate.waiters.load(Ordering::SeqCst) == 0 {
+                    gate.try_take()
+                } else {
+                    None
+                };
+                match fast {
+                    Some(taken) => Poll::Ready(Gate::token(gate, taken)),
+                    None => match register(gate, cx) {
+                        Ok(token) => Poll::Ready(token),
+                        Err(waiting) => {
+                            this.state = waiting;
+                            Poll::Pending
+                        }
+                    },
                 }
-                this.register(cx)
             }
-            AcquireState::Waiting(node) => {
+            AcquireState::Waiting(gate, node) => {
                 let mut grant = node.grant.load(Ordering::Acquire);
                 if grant == 0 {
                     node.waker.register(cx.waker());
                     grant = node.grant.load(Ordering::Acquire);
-                    if grant == 0 {
-                        return Poll::Pending;
-                    }
                 }
-                let (limit, in_flight) = unpack(grant);
-                this.state = AcquireState::Done;
-                Poll::Ready(this.gate.token(Taken { limit, in_flight }))
+                if grant == 0 {
+                    this.state = AcquireState::Waiting(gate, node);
+                    Poll::Pending
+                } else {
+                    let (limit, in_flight) = unpack(grant);
+                    Poll::Ready(Gate::token(gate, Taken { limit, in_flight }))
+                }
             }
             AcquireState::Done => panic!("AcquireFuture polled after it resolved"),
+        };
+        if polled.is_ready() {
+            coop.made_progress();
         }
+        polled
     }
 }
 
 impl Drop for AcquireFuture {
     fn drop(&mut self) {
-        let AcquireState::Waiting(node) = &self.state else {
+        let AcquireState::Waiting(gate, node) = &self.state else {
             return;
         };
-        let gate = &self.gate;
         let mut queue = gate.lock_queue();
         if node.grant.load(Ordering::Acquire) == 0 {
             node.cancelled.store(true, Ordering::Relaxed);
@@ -445,8 +468,8 @@ impl Drop for AcquireFuture {
 impl std::fmt::Debug for AcquireFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match self.state {
-            AcquireState::Start => "start",
-            AcquireState::Waiting(_) => "waiting",
+            AcquireState::Start(_) => "start",
+            AcquireState::Waiting(..) => "waiting",
             AcquireState::Done => "done",
         };
         f.debug_struct("AcquireFuture")

@@ -97,7 +97,7 @@ pub struct LimiterSnapshot {
     pub waiting: usize,
     /// The no-load latency estimate (adaptive only).
     pub latency_floor_ms: Option<f64>,
-    /// The mean latency of the last completed window (adaptive only).
+    /// The median latency of the last completed window (adaptive only).
     pub latency_recent_ms: Option<f64>,
     /// Tokens reported [`Outcome::Success`].
     pub successes: u64,

@@ -228,7 +228,8 @@ where
 {
     let started = Instant::now();
     let issued = Arc::new(AtomicUsize::new(0));
-    let log: Arc<Mutex<Vec<Completion>>> = Arc::new(Mutex::new(Vec::with_capacity(budget)));
+    let log: Arc<Mutex<Vec<Completion>>> =
+        Arc::new(Mutex::new(Vec::with_capacity(budget.min(1 << 16))));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let done = Arc::new(done);
     let uri: http::Uri = uri.parse().expect("uri");
