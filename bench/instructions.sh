@@ -15,7 +15,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/surge-instr.XXXXXX")
 trap 'pkill -9 -f "callgrind-out-file=$WORK" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-cargo build --release -q -p surge -p surge-server --example bare_axum --manifest-path "$ROOT/Cargo.toml"
+# --bin and --example together: with --example alone cargo builds only the example.
+cargo build --release -q -p surge --bin surge -p surge-server --example bare_axum --manifest-path "$ROOT/Cargo.toml"
 
 # measure NAME PORT PATH CMD... : prints NAME, requests, instructions per request
 measure() {

@@ -21,7 +21,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use crate::error::ApiError;
 use crate::{AppState, ServerConfig};
 
-pub(crate) use auth::{ApiToken, require_bearer};
+pub(crate) use auth::{ApiToken, Presented, require_bearer};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
