@@ -51,13 +51,36 @@
     return node;
   }
 
+  // Puts `rows` in the table body, keeping the rows already there whose
+  // key (`data-key`, default: position) and signature (`data-sig`, default:
+  // text) are unchanged, so that a button is never replaced under the
+  // pointer by a refresh; their `data-live` cells (relative times) are
+  // updated in place.
   function fillBody(table, rows, columns, emptyText) {
     const body = table.tBodies[0];
     if (!rows.length) {
-      body.replaceChildren(el('tr', {}, el('td', { colspan: columns, class: 'empty', text: emptyText })));
+      const text = body.rows.length === 1 && !body.rows[0].dataset.key && body.rows[0].textContent;
+      if (text !== emptyText) {
+        body.replaceChildren(el('tr', {}, el('td', { colspan: columns, class: 'empty', text: emptyText })));
+      }
       return;
     }
-    body.replaceChildren(...rows);
+    rows.forEach((r, i) => {
+      if (!r.dataset.key) r.dataset.key = String(i);
+      if (!r.dataset.sig) r.dataset.sig = r.textContent;
+    });
+    const old = new Map(Array.from(body.rows).filter((r) => r.dataset.key).map((r) => [r.dataset.key, r]));
+    const next = rows.map((r) => {
+      const o = old.get(r.dataset.key);
+      if (!o || o.dataset.sig !== r.dataset.sig) return r;
+      const fresh = r.querySelectorAll('[data-live]');
+      o.querySelectorAll('[data-live]').forEach((cell, i) => {
+        if (fresh[i] && cell.textContent !== fresh[i].textContent) cell.textContent = fresh[i].textContent;
+      });
+      return o;
+    });
+    const current = Array.from(body.rows);
+    if (next.length !== current.length || next.some((r, i) => r !== current[i])) body.replaceChildren(...next);
   }
 
   // ---------------------------------------------------------------- formatting
@@ -89,7 +112,6 @@
     return seconds >= 0 ? 'in ' + duration(seconds) : duration(seconds) + ' ago';
   }
   const shortId = (id) => id.slice(0, 8) + '…' + id.slice(-4);
-  const pct = (p) => p ? `${ms(p.p50_ms)} / ${ms(p.p90_ms)} / ${ms(p.p99_ms)} / ${ms(p.max_ms)}` : 'no data';
 
   // ---------------------------------------------------------------- figures
 
@@ -157,18 +179,28 @@
   function renderService(s) {
     const sv = s.service;
     $('about').textContent = `v${s.version} · up ${duration(s.uptime_seconds)} · broker ${s.queue.backend}`;
-    $('window-note').textContent = `Rates and percentiles over the last ${duration(s.window_seconds)}; latency as p50 / p90 / p99 / max.`;
+    $('window-note').textContent = `Rates and percentiles over the last ${duration(s.window_seconds)}.`;
+    $('percentiles-note').textContent = `(last ${duration(s.window_seconds)})`;
     const errorsTotal = Object.values(sv.errors).reduce((a, b) => a + b, 0);
     figures($('service-figures'), [
       ['requests_per_second', 'requests / s', num(sv.requests_per_second)],
       ['requests_total', 'requests total', int(sv.requests_total)],
-      ['latency', 'latency p50 / p90 / p99 / max', pct(sv.latency)],
+      ['latency_p99', 'latency p99', ms(sv.latency && sv.latency.p99_ms)],
       ['in_flight', 'in flight (of max)', `${int(sv.in_flight)} of ${int(sv.max_in_flight)}`],
       ['shed_total', 'shed (503 overloaded)', `${int(sv.shed_total)} (${num(sv.shed_per_second)}/s)`],
       ['errors_total', 'error responses', `${int(errorsTotal)} (${num(sv.errors_per_second)}/s)`],
-      ['runtime_lag', 'runtime lag p50 / p90 / p99 / max', pct(sv.runtime_lag),
+      ['runtime_lag_p99', 'runtime lag p99', ms(sv.runtime_lag && sv.runtime_lag.p99_ms),
         'How late a 50 ms timer fires: high values mean something blocks the async runtime'],
     ]);
+    const pctRow = (key, label, p) => el('tr', { 'data-key': key },
+      el('th', { scope: 'row', text: label }),
+      el('td', { class: 'num', 'data-stat': key + '.count', text: int(p ? p.count : 0) }),
+      ...['p50_ms', 'p90_ms', 'p99_ms', 'p999_ms', 'max_ms'].map((f) =>
+        el('td', { class: 'num', 'data-stat': `${key}.${f}`, text: p ? ms(p[f]) : '—' })));
+    fillBody($('percentiles-table'), [
+      pctRow('latency', 'request latency', sv.latency),
+      pctRow('runtime_lag', 'runtime lag (50 ms timer)', sv.runtime_lag),
+    ], 7, '');
     const points = s.series.points;
     $('service-charts').replaceChildren(
       chart('Requests per second', points, [{ key: 'requests_per_second', label: 'req/s' }], num, 'requests'),
@@ -247,23 +279,24 @@
   function renderTasks(s) {
     const q = s.queue;
     const attempts = (t) => `${t.attempts} of ${t.max_retries + 1}`;
-    fillBody($('failures-table'), (q.failures || []).map((t) => el('tr', { 'data-task-id': t.id, 'data-state': t.state },
+    const sig = (t) => JSON.stringify([t.state, t.attempts, t.error, t.run_at, t.finished_at]);
+    fillBody($('failures-table'), (q.failures || []).map((t) => el('tr', { 'data-task-id': t.id, 'data-state': t.state, 'data-key': t.id, 'data-sig': sig(t) },
       el('td', {}, el('code', { title: t.id, text: shortId(t.id) })),
       el('td', { text: `${t.kind} (${t.queue})` }),
       el('td', { class: 'state', 'data-state': t.state, text: t.state }),
       el('td', { class: 'num', text: attempts(t) }),
       el('td', { class: 'error', text: t.error ? `${t.error.category}: ${t.error.message}` : '—' }),
-      el('td', { text: t.finished_at ? when(t.finished_at) : 'next try ' + when(t.run_at) }),
+      el('td', { 'data-live': true, text: t.finished_at ? when(t.finished_at) : 'next try ' + when(t.run_at) }),
       el('td', {}, t.state === 'retrying' ? actionButton('cancel', t) : actionButton('retry', t)))),
     7, q.failures ? 'No failed, dead or retrying task.' : hiddenNote);
 
-    fillBody($('active-table'), (q.active || []).map((t) => el('tr', { 'data-task-id': t.id, 'data-state': t.state },
+    fillBody($('active-table'), (q.active || []).map((t) => el('tr', { 'data-task-id': t.id, 'data-state': t.state, 'data-key': t.id, 'data-sig': sig(t) },
       el('td', {}, el('code', { title: t.id, text: shortId(t.id) })),
       el('td', { text: t.kind }),
       el('td', { text: t.queue }),
       el('td', { class: 'state', 'data-state': t.state, text: t.state }),
       el('td', { class: 'num', text: attempts(t) }),
-      el('td', { text: t.state === 'running' ? 'running' : when(t.run_at) }),
+      el('td', { 'data-live': true, text: t.state === 'running' ? 'running' : when(t.run_at) }),
       el('td', {}, actionButton('cancel', t)))),
     7, q.active ? 'No running or waiting task.' : hiddenNote);
 
