@@ -6,6 +6,7 @@
 #
 #   bench/instructions.sh health   # surge /health vs bare axum /health
 #   bench/instructions.sh users    # surge /users/1 (SQLite)
+#   bench/instructions.sh stats    # surge /stats (the dashboard's document)
 #
 # Each server runs under valgrind; after one warm-up request the counters
 # are zeroed, wrk drives 8 s at 10 connections, the counters are dumped, and
@@ -55,5 +56,8 @@ case "${1:-health}" in
     kill "$seed"; wait "$seed" 2>/dev/null || true
     surge surge-users 18614 /users/1
     ;;
-  *) echo "usage: $0 [health|users]" >&2; exit 2 ;;
+  stats)
+    surge surge-stats 18615 /stats
+    ;;
+  *) echo "usage: $0 [health|users|stats]" >&2; exit 2 ;;
 esac

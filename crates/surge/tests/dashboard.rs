@@ -136,6 +136,60 @@ async fn wait_state(server: &Server, id: &str, want: &str, token: Option<&str>) 
     .await;
 }
 
+/// Without a browser too: the page and everything it references come from
+/// the binary, under a policy that allows this origin only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_page_and_its_assets_are_served_from_the_binary() {
+    let server = Server::start(Backend::Sqlite, &["--workers", "0", "--api-token", "t"]).await;
+    let page = server.get("/").await;
+    page.expect_status(200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let policy = page.header("content-security-policy").expect("a CSP");
+    assert!(policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"));
+    // Every src/href is a path on this server (or the empty `data:,` icon).
+    let mut refs = Vec::new();
+    for attr in ["src=\"", "href=\""] {
+        for (at, _) in page.text.match_indices(attr) {
+            let rest = &page.text[at + attr.len()..];
+            refs.push(rest[..rest.find('"').expect("closing quote")].to_owned());
+        }
+    }
+    let assets: Vec<_> = refs
+        .iter()
+        .filter(|r| r.starts_with("/dashboard/"))
+        .collect();
+    assert_eq!(assets.len(), 2, "a script and a style sheet: {refs:?}");
+    for r in &refs {
+        assert!(
+            r.starts_with('/') || r == "data:,",
+            "{r} is not on this server"
+        );
+    }
+    for (asset, kind) in [
+        ("/dashboard/dashboard.js", "text/javascript"),
+        ("/dashboard/dashboard.css", "text/css"),
+    ] {
+        // Open with a token configured, like the page itself.
+        let resp = server.get(asset).await;
+        resp.expect_status(200);
+        assert!(
+            resp.header("content-type")
+                .is_some_and(|c| c.starts_with(kind)),
+            "{asset}: {:?}",
+            resp.header("content-type")
+        );
+        // No URL elsewhere (the SVG namespace name is not fetched).
+        let text = resp.text.replace("http://www.w3.org/2000/svg", "");
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "{asset}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn numbers_follow_the_tasks_that_run_and_the_page_stays_local() {
     let Some(browser) = Browser::launch().await else {
