@@ -192,9 +192,13 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
     let docs = Router::from(
         SwaggerUi::new("/docs").url("/openapi.json", routes::openapi::ApiDoc::openapi()),
     );
+    // The process's observatory: the inbound limit is listed there, beside
+    // the limiters and caches of fetch, crawl and library code.
+    let observatory = surge_core::observe::Observatory::global();
     let stats_config = routes::stats::StatsConfig {
         token,
         max_in_flight: config.max_in_flight,
+        observatory,
     };
     let open = Router::new()
         .route("/health", get(routes::health::health))
@@ -206,7 +210,7 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route("/", get(routes::dashboard::index))
         .route("/dashboard/dashboard.js", get(routes::dashboard::script))
         .route("/dashboard/dashboard.css", get(routes::dashboard::style));
-    let app = shed_load(api.merge(docs), &state, config.max_in_flight)
+    let app = shed_load(api.merge(docs), &state, config.max_in_flight, observatory)
         .merge(open)
         .fallback(|| async { ApiError::from_status(axum::http::StatusCode::NOT_FOUND) });
     stack(app, &state, config).with_state(state)

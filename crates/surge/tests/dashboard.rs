@@ -250,6 +250,14 @@ async fn numbers_follow_the_tasks_that_run_and_the_page_stays_local() {
             WAIT,
         )
         .await;
+    // The server's inbound limit is among the limiters.
+    let limiters = text(&browser, "#limiters-table tbody")
+        .await
+        .unwrap_or_default();
+    assert!(
+        limiters.contains("http.inbound") && limiters.contains("static"),
+        "{limiters}"
+    );
     assert_clean(&browser, &server).await;
     assert_drawn(&browser, "desktop").await;
 }

@@ -90,6 +90,17 @@ async fn stats_with(server: &Server, token: &str) -> common::Resp {
         .await
 }
 
+/// The server's inbound limiter in a `/stats` document.
+fn inbound(s: &Value) -> Value {
+    s["limiters"]
+        .as_array()
+        .expect("limiters")
+        .iter()
+        .find(|l| l["name"] == json!("http.inbound"))
+        .cloned()
+        .unwrap_or_else(|| panic!("http.inbound listed: {}", s["limiters"]))
+}
+
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
@@ -188,6 +199,20 @@ async fn counts_move_with_known_activity(broker: Broker) {
     );
     assert!(latency["p50_ms"].as_f64().expect("p50") <= latency["p99_ms"].as_f64().expect("p99"));
     assert_eq!(s2["service"]["shed_total"], json!(0));
+    // The inbound limit is a limiter of the process: the API requests (not
+    // /health, not /stats) went through it.
+    let (l1, l2) = (inbound(&s1), inbound(&s2));
+    assert_eq!(l2["limit"], json!(4096), "--max-in-flight's default");
+    assert_eq!(l2["algorithm"], json!("static"));
+    assert_eq!(
+        u(&l2["successes"]) - u(&l1["successes"]),
+        NOT_FOUND + INVALID
+    );
+    assert_eq!(l2["in_flight"], json!(0));
+    assert!(
+        s2["caches"].is_array(),
+        "caches listed (none in surge serve yet)"
+    );
     assert_eq!(s2["pools"][0]["name"], json!("database"));
     assert!(u(&s2["pools"][0]["max"]) >= 1);
 }
@@ -372,6 +397,8 @@ async fn stats_is_in_the_openapi_document() {
         "service",
         "queue",
         "pools",
+        "caches",
+        "limiters",
         "series",
         "access",
         "window_seconds",
@@ -403,6 +430,42 @@ async fn stats_is_in_the_openapi_document() {
             "QueueStats.{field}"
         );
     }
+    for (schema, field) in [("LimiterView", "rejected"), ("CacheView", "hit_ratio")] {
+        assert!(
+            schemas[schema]["properties"][field].is_object(),
+            "{schema}.{field}"
+        );
+    }
     // The queue API's own `QueueView` (GET /queues) is still there, unmixed.
     assert!(schemas["QueueView"]["properties"]["counts"].is_object());
+}
+
+/// A request shed at `--max-in-flight` shows as shed and as a refusal of
+/// the `http.inbound` limiter, and the held one as in flight under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shed_requests_show_in_the_service_and_the_limiter() {
+    let server = Server::start(Backend::Sqlite, &["--workers", "0", "--max-in-flight", "1"]).await;
+    let slow = {
+        let rb = server.request(reqwest::Method::GET, "/api/data?delay_ms=3000");
+        tokio::spawn(rb.send())
+    };
+    common::wait_for_in_flight(&server, 1.0).await;
+    let shed = server.get("/api/data?delay_ms=0").await;
+    common::assert_error(&shed, 503, "overloaded");
+    let s = stats(&server).await;
+    assert_eq!(s["service"]["shed_total"], json!(1));
+    let inbound = inbound(&s);
+    assert_eq!(inbound["limit"], json!(1));
+    assert_eq!(
+        inbound["in_flight"],
+        json!(1),
+        "the slow request holds the slot"
+    );
+    assert_eq!(inbound["rejected"], json!(1));
+    assert!(
+        u(&s["service"]["in_flight"]) >= 2,
+        "the slow one and this /stats"
+    );
+    let done = slow.await.expect("joined").expect("the slow request");
+    assert_eq!(done.status(), 200);
 }

@@ -16,6 +16,9 @@ use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use surge_core::ErrorCategory;
+use surge_core::cache::{Bound, CacheSnapshot};
+use surge_core::limit::LimiterSnapshot;
+use surge_core::observe::Observatory;
 use surge_queue::model::WorkerInfo;
 use surge_queue::{Broker, TaskError, TaskId, TaskRecord, TaskState};
 use utoipa::ToSchema;
@@ -30,10 +33,21 @@ use crate::stats::window::{Percentiles, percentiles};
 use crate::task_metrics::OUTCOMES;
 
 /// What `/stats` needs from the server's configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct StatsConfig {
     pub(crate) token: Option<ApiToken>,
     pub(crate) max_in_flight: usize,
+    /// Where the live limiters and caches are listed.
+    pub(crate) observatory: &'static Observatory,
+}
+
+impl std::fmt::Debug for StatsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsConfig")
+            .field("token", &self.token)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything the dashboard shows.
@@ -53,6 +67,12 @@ pub(crate) struct StatsView {
     queue: QueueStats,
     /// Connection pools.
     pools: Vec<PoolUsage>,
+    /// The caches registered in the process's observatory (fetch, crawl,
+    /// library code), in registration order.
+    caches: Vec<CacheView>,
+    /// The concurrency limiters registered in the process's observatory
+    /// (the server's own inbound limit among them), in registration order.
+    limiters: Vec<LimiterView>,
     series: StatsSeries,
 }
 
@@ -235,6 +255,108 @@ pub(crate) struct PoolUsage {
     max: u32,
 }
 
+/// A cache.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CacheView {
+    /// The name it was registered under.
+    name: String,
+    /// Lookups that found a value.
+    hits: u64,
+    /// Lookups that found none.
+    misses: u64,
+    /// `hits / (hits + misses)`; 0 before the first lookup.
+    hit_ratio: f64,
+    /// Entries stored.
+    entries: u64,
+    /// Total weight stored (equals `entries` for an entry-bounded cache).
+    weight: u64,
+    /// The most entries, or the most weight, it keeps.
+    capacity: u64,
+    /// What `capacity` counts: `entries` or `weight`.
+    bound: &'static str,
+    /// Computations run on a miss.
+    computes: u64,
+    /// Misses that waited for another caller's computation instead of
+    /// running their own (single flight).
+    coalesced: u64,
+}
+
+impl CacheView {
+    fn new(name: String, c: CacheSnapshot) -> Self {
+        CacheView {
+            name,
+            hits: c.hits,
+            misses: c.misses,
+            hit_ratio: c.hit_ratio,
+            entries: c.entries,
+            weight: c.weight,
+            capacity: c.capacity,
+            bound: match c.bound {
+                Bound::Entries => "entries",
+                Bound::Weight => "weight",
+            },
+            computes: c.computes,
+            coalesced: c.coalesced,
+        }
+    }
+}
+
+/// A concurrency limiter.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct LimiterView {
+    /// The name it was registered under.
+    name: String,
+    /// `static`, `gradient` or `vegas`.
+    algorithm: &'static str,
+    /// Work that may run at once now.
+    limit: usize,
+    /// Work running now.
+    in_flight: usize,
+    /// Callers waiting for a slot.
+    waiting: usize,
+    /// The no-load latency estimate (adaptive only).
+    latency_floor_ms: Option<f64>,
+    /// The median latency of the last window (adaptive only).
+    latency_recent_ms: Option<f64>,
+    /// Slots released with a success.
+    successes: u64,
+    /// Slots released with an overload (429, 503, timeout): the adaptive
+    /// limit is cut.
+    overloads: u64,
+    /// Slots released without a sample.
+    ignored: u64,
+    /// Attempts refused at the limit (shed).
+    rejected: u64,
+}
+
+impl LimiterView {
+    fn new(name: String, l: LimiterSnapshot) -> Self {
+        LimiterView {
+            name,
+            algorithm: l.algorithm,
+            limit: l.limit,
+            in_flight: l.in_flight,
+            waiting: l.waiting,
+            latency_floor_ms: l.latency_floor_ms,
+            latency_recent_ms: l.latency_recent_ms,
+            successes: l.successes,
+            overloads: l.overloads,
+            ignored: l.ignored,
+            rejected: l.rejected,
+        }
+    }
+}
+
+/// The caches and limiters `observatory` lists now.
+fn observed(observatory: &Observatory) -> (Vec<CacheView>, Vec<LimiterView>) {
+    let caches = observatory.caches().into_iter();
+    let limiters = observatory.limiters().into_iter();
+    (
+        caches.map(|(n, c)| CacheView::new(n, c)).collect(),
+        limiters.map(|(n, l)| LimiterView::new(n, l)).collect(),
+    )
+}
+
 /// The time series: one point per sampling interval, the last five minutes.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct StatsSeries {
@@ -351,6 +473,7 @@ pub(crate) async fn stats(
         max: pool.max,
     }];
 
+    let (caches, limiters) = observed(config.observatory);
     Json(StatsView {
         generated_at: Utc::now(),
         version: env!("CARGO_PKG_VERSION"),
@@ -363,6 +486,8 @@ pub(crate) async fn stats(
         service: service_view,
         queue,
         pools,
+        caches,
+        limiters,
         series: StatsSeries {
             interval_seconds: SAMPLE_INTERVAL.as_secs_f64(),
             points: state.stats.history.points(),
@@ -426,4 +551,48 @@ fn fill_from_broker(queue: &mut QueueStats, read: &QueueRead, details: bool) {
     );
     queue.failures = Some(data.failures.iter().map(TaskBrief::from).collect());
     queue.active = Some(data.active.iter().map(TaskBrief::from).collect());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use surge_core::cache::Cache;
+    use surge_core::limit::{Limiter, StaticLimiter};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn lists_what_the_observatory_holds() {
+        let observatory = Observatory::new();
+        let limiter: Arc<dyn Limiter> = Arc::new(StaticLimiter::new(3));
+        observatory.register_limiter("fetch.global", &limiter);
+        let held = limiter.try_acquire().expect("a slot");
+        let cache: Cache<String, u32> = Cache::builder("dns").max_entries(10).build();
+        cache.register(&observatory);
+        cache.insert("a".to_owned(), 1).await;
+        assert_eq!(cache.get(&"a".to_owned()).await, Some(1));
+        assert_eq!(cache.get(&"b".to_owned()).await, None);
+
+        let (caches, limiters) = observed(&observatory);
+        assert_eq!(limiters.len(), 1);
+        let l = &limiters[0];
+        assert_eq!(
+            (l.name.as_str(), l.algorithm, l.limit, l.in_flight),
+            ("fetch.global", "static", 3, 1)
+        );
+        assert_eq!(caches.len(), 1);
+        let c = &caches[0];
+        assert_eq!(
+            (c.name.as_str(), c.hits, c.misses, c.bound),
+            ("dns", 1, 1, "entries")
+        );
+        assert!((c.hit_ratio - 0.5).abs() < 1e-9);
+        drop((held, limiter, cache));
+        let (caches, limiters) = observed(&observatory);
+        assert!(
+            caches.is_empty() && limiters.is_empty(),
+            "dropped ones leave"
+        );
+    }
 }
