@@ -449,7 +449,16 @@ async fn shed_requests_show_in_the_service_and_the_limiter() {
         let rb = server.request(reqwest::Method::GET, "/api/data?delay_ms=3000");
         tokio::spawn(rb.send())
     };
-    common::wait_for_in_flight(&server, 1.0).await;
+    // /stats is not under the limit: it sees the slow request take the slot.
+    eventually(WAIT, "the slow request holds the slot", || async {
+        let held = inbound(&stats(&server).await)["in_flight"].clone();
+        if held == json!(1) {
+            Ok(())
+        } else {
+            Err(held.to_string())
+        }
+    })
+    .await;
     let shed = server.get("/api/data?delay_ms=0").await;
     common::assert_error(&shed, 503, "overloaded");
     let s = stats(&server).await;
