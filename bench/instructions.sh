@@ -6,6 +6,7 @@
 #
 #   bench/instructions.sh health   # surge /health vs bare axum /health
 #   bench/instructions.sh users    # surge /users/1 (SQLite)
+#   bench/instructions.sh stats    # surge /stats (the dashboard's document)
 #
 # Each server runs under valgrind; after one warm-up request the counters
 # are zeroed, wrk drives 8 s at 10 connections, the counters are dumped, and
@@ -15,7 +16,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/surge-instr.XXXXXX")
 trap 'pkill -9 -f "callgrind-out-file=$WORK" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-cargo build --release -q -p surge -p surge-server --example bare_axum --manifest-path "$ROOT/Cargo.toml"
+# --bin and --example together: with --example alone cargo builds only the example.
+cargo build --release -q -p surge --bin surge -p surge-server --example bare_axum --manifest-path "$ROOT/Cargo.toml"
 
 # measure NAME PORT PATH CMD... : prints NAME, requests, instructions per request
 measure() {
@@ -54,5 +56,8 @@ case "${1:-health}" in
     kill "$seed"; wait "$seed" 2>/dev/null || true
     surge surge-users 18614 /users/1
     ;;
-  *) echo "usage: $0 [health|users]" >&2; exit 2 ;;
+  stats)
+    surge surge-stats 18615 /stats
+    ;;
+  *) echo "usage: $0 [health|users|stats]" >&2; exit 2 ;;
 esac

@@ -2,8 +2,10 @@
 //!
 //! [`router`] builds the whole axum application: routes ([`routes`]), the
 //! one JSON error shape ([`error`]), extractors whose rejections use it
-//! ([`extract`]), Prometheus metrics ([`metrics`]) and the middleware stack
-//! ([`middleware`]), composed in one place.
+//! ([`extract`]), Prometheus metrics ([`metrics`]), the middleware stack
+//! ([`middleware`]), composed in one place, and the live dashboard at `/`
+//! with its `GET /stats` document ([`stats`]; [`AppState::spawn_sampler`]
+//! starts its sampler and runtime-lag probe).
 //!
 //! # Example
 //! ```no_run
@@ -16,7 +18,9 @@
 //! let db = Database::connect("sqlite://surge.db", &PoolConfig::default()).await?;
 //! let broker = AnyBroker::connect("sqlite://surge.db", &BrokerConfig::default()).await?;
 //! let queue = Queue::new(Client::new(broker, Arc::new(Registry::with_builtins())));
-//! let app = router(AppState::new(db, queue), &ServerConfig::default());
+//! let state = AppState::new(db, queue);
+//! state.spawn_sampler(); // the dashboard's time series and runtime lag
+//! let app = router(state, &ServerConfig::default());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
@@ -27,6 +31,7 @@ pub mod extract;
 pub mod metrics;
 mod middleware;
 mod routes;
+mod stats;
 mod task_metrics;
 
 use std::sync::Arc;
@@ -75,18 +80,37 @@ pub struct AppState {
     /// When the server started (for uptime).
     pub started: Instant,
     health: Arc<routes::health::HealthCache>,
+    stats: Arc<stats::Stats>,
 }
 
 impl AppState {
     /// State over `db` and `queue`, with fresh metrics.
     pub fn new(db: Database, queue: Queue) -> Self {
+        let started = Instant::now();
         AppState {
             db,
             queue,
             metrics: Arc::new(Metrics::new()),
-            started: Instant::now(),
+            started,
             health: Arc::default(),
+            stats: Arc::new(stats::Stats::new(started)),
         }
+    }
+
+    /// Starts, on the current tokio runtime, what `/stats` needs besides
+    /// the request path: a sampler that reads the counters every 2 s (the
+    /// one-minute window and the five-minute time series) and the
+    /// runtime-lag probe (a 50 ms timer, twenty wake-ups a second). Both end
+    /// when the state is dropped. Without them `/stats` still answers, with
+    /// rates and percentiles since start, no series and no runtime lag.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn spawn_sampler(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(stats::sample(
+            Arc::downgrade(&self.metrics),
+            Arc::downgrade(&self.stats),
+        ))
     }
 }
 
@@ -128,8 +152,10 @@ impl Default for ServerConfig {
 /// The whole application.
 ///
 /// Route groups, from the inside out: the API (auth when a token is set) and
-/// the docs are shed under overload; `/health` and `/metrics` are never shed
-/// nor authenticated, so probes and scrapes still see an overloaded server.
+/// the docs are shed under overload; `/health`, `/metrics`, `/stats` and the
+/// dashboard (`/`, `/dashboard/*`) are never shed nor behind the auth layer,
+/// so probes, scrapes and an operator still see an overloaded server.
+/// `/stats` checks the token itself: its task-level lists need it.
 pub fn router(state: AppState, config: &ServerConfig) -> Router {
     let mut api = Router::new()
         .route("/api/data", get(routes::demo::data))
@@ -159,19 +185,32 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
             post(routes::schedules::create).get(routes::schedules::list),
         )
         .route("/schedules/{name}", delete(routes::schedules::delete));
-    if let Some(token) = config.api_token.as_deref() {
-        api = api.route_layer(axum::middleware::from_fn_with_state(
-            ApiToken(Arc::from(token)),
-            require_bearer,
-        ));
+    let token = config.api_token.as_deref().map(|t| ApiToken(Arc::from(t)));
+    if let Some(token) = token.clone() {
+        api = api.route_layer(axum::middleware::from_fn_with_state(token, require_bearer));
     }
     let docs = Router::from(
         SwaggerUi::new("/docs").url("/openapi.json", routes::openapi::ApiDoc::openapi()),
     );
+    // The process's observatory: the inbound limit is listed there, beside
+    // the limiters and caches of fetch, crawl and library code.
+    let observatory = surge_core::observe::Observatory::global();
+    let stats_config = routes::stats::StatsConfig {
+        token,
+        max_in_flight: config.max_in_flight,
+        observatory,
+    };
     let open = Router::new()
         .route("/health", get(routes::health::health))
-        .route("/metrics", get(routes::metrics));
-    let app = shed_load(api.merge(docs), &state, config.max_in_flight)
+        .route("/metrics", get(routes::metrics))
+        .route(
+            "/stats",
+            get(routes::stats::stats).layer(axum::Extension(stats_config)),
+        )
+        .route("/", get(routes::dashboard::index))
+        .route("/dashboard/dashboard.js", get(routes::dashboard::script))
+        .route("/dashboard/dashboard.css", get(routes::dashboard::style));
+    let app = shed_load(api.merge(docs), &state, config.max_in_flight, observatory)
         .merge(open)
         .fallback(|| async { ApiError::from_status(axum::http::StatusCode::NOT_FOUND) });
     stack(app, &state, config).with_state(state)

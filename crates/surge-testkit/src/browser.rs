@@ -35,8 +35,9 @@ pub const CHROMIUM_ENV: &str = "SURGE_TEST_CHROMIUM";
 /// Env var naming the ChromeDriver binary (default `/usr/bin/chromedriver`).
 pub const CHROMEDRIVER_ENV: &str = "SURGE_TEST_CHROMEDRIVER";
 
-/// Installed before any page script: keeps console errors and uncaught
-/// exceptions in `window.__surgeErrors`.
+/// Installed before any page script: keeps console errors, uncaught
+/// exceptions and Content-Security-Policy violations in
+/// `window.__surgeErrors`.
 const ERROR_RECORDER: &str = r#"
 (() => {
   const errors = [];
@@ -45,6 +46,9 @@ const ERROR_RECORDER: &str = r#"
   console.error = (...args) => { errors.push('console.error: ' + args.map(String).join(' ')); original(...args); };
   window.addEventListener('error', e => errors.push('uncaught: ' + (e.message || (e.target && (e.target.src || e.target.href)) || 'error')), true);
   window.addEventListener('unhandledrejection', e => errors.push('unhandled rejection: ' + String(e.reason)));
+  // A request the page's Content-Security-Policy stopped never shows as a
+  // resource: record the attempt.
+  document.addEventListener('securitypolicyviolation', e => errors.push('blocked by the content security policy: ' + e.blockedURI + ' (' + e.violatedDirective + ')'));
 })();
 "#;
 
@@ -137,8 +141,8 @@ impl Browser {
         Browser::launch_with_size(1280, 900).await
     }
 
-    /// [`Browser::launch`] with a window of `width`×`height` CSS pixels
-    /// (e.g. 390×844 for a phone).
+    /// [`Browser::launch`] with a viewport of exactly `width`×`height` CSS
+    /// pixels (e.g. 390×844 for a phone; screenshots have that size).
     ///
     /// # Panics
     /// When the binaries exist but the browser cannot be started.
@@ -198,6 +202,17 @@ impl Browser {
             })
             .await
             .expect("install the console-error recorder");
+        // The window size alone is not the page's: headless Chromium keeps a
+        // window at least 500 px wide and takes its frame off the height.
+        // The viewport is set exactly, as a phone's would be.
+        browser
+            .client
+            .issue_cmd(Cdp {
+                cmd: "Emulation.setDeviceMetricsOverride",
+                params: json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+            })
+            .await
+            .expect("set the viewport size");
         Some(browser)
     }
 
@@ -229,7 +244,8 @@ impl Browser {
             .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
     }
 
-    /// Console errors and uncaught exceptions of the current page so far.
+    /// Console errors, uncaught exceptions and Content-Security-Policy
+    /// violations of the current page so far.
     pub async fn console_errors(&self) -> Vec<String> {
         let v = self
             .eval("return Array.from(window.__surgeErrors || []);", vec![])

@@ -46,6 +46,8 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         listen(settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
     let state = AppState::new(db.clone(), Queue::new(client));
+    // The dashboard's time series and runtime-lag probe (ends with the state).
+    state.spawn_sampler();
     let metrics = Arc::clone(&state.metrics);
     let app = router(state, &settings.server);
 

@@ -3,6 +3,7 @@
 mod auth;
 mod edge;
 mod json_errors;
+mod shed;
 
 use std::sync::Arc;
 
@@ -11,9 +12,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::response::IntoResponse;
 use axum::{BoxError, Router};
-use tokio::sync::Semaphore;
+use surge_core::limit::{Limiter, StaticLimiter};
+use surge_core::observe::Observatory;
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -21,19 +22,23 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use crate::error::ApiError;
 use crate::{AppState, ServerConfig};
 
-pub(crate) use auth::{ApiToken, require_bearer};
+pub(crate) use auth::{ApiToken, Presented, require_bearer};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Wraps `routes` in load shedding: at most `limit` requests run at once
 /// across all of them; one more gets 503 `overloaded` + `Retry-After`
-/// immediately instead of waiting in an unbounded queue.
+/// immediately instead of waiting in an unbounded queue. The limit is a
+/// [`StaticLimiter`] listed in `observatory` as `http.inbound`.
 pub(crate) fn shed_load(
     routes: Router<AppState>,
     state: &AppState,
     limit: usize,
+    observatory: &Observatory,
 ) -> Router<AppState> {
-    let semaphore = Arc::new(Semaphore::new(limit.max(1)));
+    let limiter = Arc::new(StaticLimiter::new(limit.clamp(1, u32::MAX as usize)));
+    let listed: Arc<dyn Limiter> = limiter.clone();
+    observatory.register_limiter("http.inbound", &listed);
     let metrics = state.metrics.clone();
     routes.layer(
         ServiceBuilder::new()
@@ -49,8 +54,7 @@ pub(crate) fn shed_load(
                     }
                 }
             }))
-            .load_shed()
-            .layer(GlobalConcurrencyLimitLayer::with_semaphore(semaphore)),
+            .layer(shed::ShedLayer::new(limiter)),
     )
 }
 

@@ -1,9 +1,11 @@
 //! Route handlers, one module per area.
 
+pub(crate) mod dashboard;
 pub(crate) mod demo;
 pub(crate) mod health;
 pub(crate) mod openapi;
 pub(crate) mod schedules;
+pub(crate) mod stats;
 pub(crate) mod tasks;
 pub(crate) mod users;
 

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{demo, health, schedules, tasks, users};
+use super::{demo, health, schedules, stats, tasks, users};
 use crate::error::{ErrorBody, ErrorObject, FieldError};
 
 /// The API description, generated from the handlers' annotations.
@@ -14,11 +14,14 @@ use crate::error::{ErrorBody, ErrorObject, FieldError};
         description = "High-concurrency async work in one binary: web API, task queue, fetcher, \
                        crawler, benchmark. Every error is `{\"error\": {\"code\", \"message\", \
                        \"details\"}}`. With an API token configured, every path except /health, \
-                       /metrics, /docs and /openapi.json needs `Authorization: Bearer <token>`."
+                       /metrics, /stats, /docs, /openapi.json and the dashboard (/) needs \
+                       `Authorization: Bearer <token>`; /stats includes its task-level lists only \
+                       with the token."
     ),
     paths(
         health::health,
         metrics_doc,
+        stats::stats,
         demo::data,
         demo::process,
         users::create,
@@ -41,7 +44,7 @@ use crate::error::{ErrorBody, ErrorObject, FieldError};
     components(schemas(ErrorBody, ErrorObject, FieldError)),
     modifiers(&BearerAuth),
     tags(
-        (name = "service", description = "Health and metrics"),
+        (name = "service", description = "Health, metrics and the dashboard's stats"),
         (name = "demo", description = "Simulated I/O work (the seed services' endpoints)"),
         (name = "users", description = "Users stored in the database"),
         (name = "tasks", description = "The durable task queue: submit, inspect, cancel, retry; workflows; queues and workers"),
