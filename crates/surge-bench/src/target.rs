@@ -182,7 +182,14 @@ impl Target {
         let mut req = http::Request::new(http_body_util::Full::new(self.body.clone()));
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.path.clone();
-        *req.headers_mut() = self.headers.clone();
+        // hyper keeps the request's header map and parses the response's
+        // headers into it: room for a typical response's saves a regrowth
+        // per request (a clone has only room for what it holds).
+        let headers = req.headers_mut();
+        headers.reserve(self.headers.len() + 12);
+        for (name, value) in &self.headers {
+            headers.append(name, value.clone());
+        }
         req
     }
 

@@ -49,6 +49,11 @@ pub(crate) struct Conn {
     connection: Pin<Box<Connection<Io, Full<Bytes>>>>,
     /// The connection future has finished (the peer closed, or an error).
     finished: bool,
+    /// The request timeout, set lazily: a timer entry per request (insert,
+    /// remove) costs more than the rest of the generator's bookkeeping, so
+    /// this one timer is only moved when it fires before the request in
+    /// flight is due to time out (about once per timeout period).
+    timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Conn {
@@ -67,6 +72,7 @@ impl Conn {
                 sender,
                 connection: Box::pin(connection),
                 finished: false,
+                timer: Box::pin(tokio::time::sleep(timeout)),
             })
         };
         match tokio::time::timeout(timeout, connect).await {
@@ -83,16 +89,19 @@ impl Conn {
         !self.finished && !self.sender.is_closed()
     }
 
-    /// Sends `req` and reads the whole response, within `timeout`.
+    /// Sends `req` and reads the whole response; a timeout error when it
+    /// is not all there `timeout` after `sent`.
     pub(crate) async fn exchange(
         &mut self,
         req: http::Request<Full<Bytes>>,
+        sent: Instant,
         timeout: Duration,
     ) -> Result<Answer, Failure> {
         let Conn {
             sender,
             connection,
             finished,
+            timer,
         } = self;
         let exchange = async {
             let response = sender.send_request(req).await.map_err(Failure::network)?;
@@ -107,30 +116,30 @@ impl Conn {
             }
             Ok(Answer { status, bytes })
         };
-        let driven = async {
-            let mut exchange = std::pin::pin!(exchange);
+        let mut exchange = std::pin::pin!(exchange);
+        let limit = sent + timeout;
+        loop {
             tokio::select! {
                 biased;
-                answer = &mut exchange => answer,
+                answer = &mut exchange => return answer,
                 ended = connection.as_mut(), if !*finished => {
                     *finished = true;
                     // The connection may end in the same poll that handed
                     // over the response (the server said `close`): the
                     // response (or the reason it will not come) is there.
                     let answer = exchange.await;
-                    match (answer, ended) {
+                    return match (answer, ended) {
                         (Err(_), Err(e)) => Err(Failure::network(e)),
                         (answer, _) => answer,
-                    }
+                    };
                 }
-            }
-        };
-        let deadline = Instant::now() + timeout;
-        match tokio::time::timeout_at(deadline.into(), driven).await {
-            Ok(answer) => answer,
-            Err(_) => {
-                self.finished = true;
-                Err(Failure::timeout("the response", timeout))
+                () = timer.as_mut() => {
+                    if Instant::now() >= limit {
+                        *finished = true;
+                        return Err(Failure::timeout("the response", timeout));
+                    }
+                    timer.as_mut().reset(limit.into());
+                }
             }
         }
     }

@@ -25,11 +25,9 @@
 mod conn;
 pub(crate) mod record;
 
-use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -143,10 +141,18 @@ struct ThreadCtx {
     index: usize,
     timeline: Timeline,
     live: Arc<Live>,
-    recorder: RefCell<Recorder>,
+    /// Only this thread's tasks take it, one at a time and never across
+    /// an await: the lock is never contended.
+    recorder: Mutex<Recorder>,
     /// Open loop: this thread's tickets.
     tickets: Option<Arc<Semaphore>>,
-    next_ticket: Cell<u64>,
+    next_ticket: AtomicU64,
+}
+
+impl ThreadCtx {
+    fn record(&self) -> std::sync::MutexGuard<'_, Recorder> {
+        self.recorder.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Runs one level against `target` (already resolved to `addr`) and
@@ -352,8 +358,9 @@ fn thread_main(
         }
     };
     let open = tickets.is_some();
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async move {
+    // Plain tasks on the thread's own runtime (no LocalSet: it would queue
+    // every wake-up twice).
+    runtime.block_on(async move {
         // Open every connection before the clock starts; one that fails is
         // retried (and counted) by its task.
         let (addr, timeout) = (shared.addr, shared.timeout);
@@ -362,20 +369,20 @@ fn thread_main(
         let Ok(timeline) = start.await else {
             return Err("the level was abandoned before it started".to_owned());
         };
-        let ctx = Rc::new(ThreadCtx {
+        let ctx = Arc::new(ThreadCtx {
             shared,
             index,
             timeline,
             live,
-            recorder: RefCell::new(Recorder::new(open)),
+            recorder: Mutex::new(Recorder::new(open)),
             tickets,
-            next_ticket: Cell::new(0),
+            next_ticket: AtomicU64::new(0),
         });
         let mut tasks = Vec::new();
         for conn in opened {
-            let ctx = Rc::clone(&ctx);
+            let ctx = Arc::clone(&ctx);
             let conn = conn.ok();
-            tasks.push(tokio::task::spawn_local(async move {
+            tasks.push(tokio::spawn(async move {
                 if ctx.tickets.is_some() {
                     open_loop(&ctx, conn).await;
                 } else {
@@ -387,18 +394,21 @@ fn thread_main(
             t.await
                 .map_err(|e| format!("a connection task failed: {e}"))?;
         }
-        let ctx = Rc::try_unwrap(ctx).map_err(|_| "connection tasks still hold the context")?;
-        Ok(ctx.recorder.into_inner())
+        let ctx = Arc::try_unwrap(ctx).map_err(|_| "connection tasks still hold the context")?;
+        Ok(ctx
+            .recorder
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner))
     })
 }
 
 /// Awaits every future (they run concurrently on this thread).
 async fn futures_join<F>(futures: Vec<F>) -> Vec<F::Output>
 where
-    F: std::future::Future + 'static,
-    F::Output: 'static,
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
 {
-    let handles: Vec<_> = futures.into_iter().map(tokio::task::spawn_local).collect();
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {
         out.push(h.await.expect("connect tasks do not panic"));
@@ -407,12 +417,12 @@ where
 }
 
 /// One request on `conn` (opened or replaced as needed), recorded when
-/// `counted`. `due` is when latency starts (the intended send in the open
-/// loop). Returns the connection if it can be used again.
+/// `counted`. Latency runs from `due` (the intended send, open loop) or
+/// else from the send. Returns the connection if it can be used again.
 async fn one_request(
     ctx: &ThreadCtx,
     conn: Option<Conn>,
-    due: Instant,
+    due: Option<Instant>,
     counted: bool,
 ) -> Option<Conn> {
     let shared = &*ctx.shared;
@@ -422,7 +432,7 @@ async fn one_request(
             Ok(c) => c,
             Err(f) => {
                 if counted {
-                    let mut r = ctx.recorder.borrow_mut();
+                    let mut r = ctx.record();
                     r.error(&ctx.live, f.category, || f.message);
                     r.failed_at(Instant::now());
                 }
@@ -432,13 +442,16 @@ async fn one_request(
         },
     };
     let sent = Instant::now();
-    match conn.exchange(shared.target.request(), shared.timeout).await {
+    match conn
+        .exchange(shared.target.request(), sent, shared.timeout)
+        .await
+    {
         Ok(answer) => {
             let done = Instant::now();
             if counted {
-                ctx.recorder.borrow_mut().response(
+                ctx.record().response(
                     &ctx.live,
-                    done.saturating_duration_since(due),
+                    done.saturating_duration_since(due.unwrap_or(sent)),
                     done - sent,
                     answer.status,
                     answer.bytes,
@@ -449,7 +462,7 @@ async fn one_request(
         }
         Err(f) => {
             if counted {
-                let mut r = ctx.recorder.borrow_mut();
+                let mut r = ctx.record();
                 r.error(&ctx.live, f.category, || f.message);
                 r.failed_at(Instant::now());
             }
@@ -479,7 +492,7 @@ async fn closed_loop(ctx: &ThreadCtx, mut conn: Option<Conn>) {
                 }
             }
         }
-        conn = one_request(ctx, conn, Instant::now(), counted).await;
+        conn = one_request(ctx, conn, None, counted).await;
     }
 }
 
@@ -498,13 +511,12 @@ async fn open_loop(ctx: &ThreadCtx, mut conn: Option<Conn>) {
         if shared.abort.fired() {
             return;
         }
-        let j = ctx.next_ticket.get();
-        ctx.next_ticket.set(j + 1);
+        let j = ctx.next_ticket.fetch_add(1, Ordering::Relaxed);
         let k = j * threads + ctx.index as u64;
         if k >= shared.open_total {
             return;
         }
         let due = ctx.timeline.start + Duration::from_secs_f64(k as f64 / rate);
-        conn = one_request(ctx, conn, due, k >= shared.open_warmup).await;
+        conn = one_request(ctx, conn, Some(due), k >= shared.open_warmup).await;
     }
 }
