@@ -140,6 +140,13 @@ pub(crate) fn prepare(args: BenchHttpArgs) -> anyhow::Result<Prepared> {
         .collect::<Result<Vec<_>, _>>()?;
     let labels: Vec<String> = targets.iter().map(|t| t.label().to_owned()).collect();
     let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    if let Some(twice) = labels
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| labels[..i].contains(l).then_some(l))
+    {
+        bail!("--target label {twice:?} is given twice; labels name the lines of the charts");
+    }
     let default_body = args.body.as_deref().map(body).transpose()?;
     let mut with = Vec::new();
     for t in targets.drain(..) {

@@ -368,7 +368,7 @@ fn bad_inputs_get_clear_errors() {
             2,
             "expected 'Name: value'",
         ),
-        (vec!["--target", &ok, "--target", &ok], 1, "given twice"),
+        (vec!["--target", &ok, "--target", &ok], 2, "given twice"),
         (
             vec!["--target", &ok, "--frobnicate"],
             2,
