@@ -79,7 +79,7 @@ start_fastapi() { # NAME: one uvicorn worker, access log off (as bench/web.sh)
   wait_http "$1" /health
 }
 
-start_nginx() { # NAME: one worker process serving a 13-byte static file at /health
+start_nginx() { # NAME: one worker process serving a 15-byte static file at /health
   PORT[$1]=$(free_port)
   mkdir -p "$WORK/www"
   printf '{"status":"ok"}' >"$WORK/www/health"

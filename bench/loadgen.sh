@@ -2,7 +2,7 @@
 # Is surge's load generator the bottleneck? surge bench http against itself
 # and against wrk, same machine, same endpoint, same connections (issue 6).
 #
-# Starts nginx (one worker, a 13-byte static file) and the bare axum route
+# Starts nginx (one worker, a 15-byte static file) and the bare axum route
 # (crates/surge-server/examples/bare_axum.rs), then for each, ROUNDS times,
 # alternating: wrk -t2 -cC -dD, surge bench http (2 threads, C connections,
 # D measured after a 1 s warm-up), and surge a second time (surge vs itself:
