@@ -16,7 +16,8 @@ command -v wrk >/dev/null || apt_pkgs+=(wrk)
 command -v curl >/dev/null || apt_pkgs+=(curl)
 command -v psql >/dev/null || apt_pkgs+=(postgresql-client)
 command -v redis-server >/dev/null || apt_pkgs+=(redis-server)
-command -v valgrind >/dev/null || apt_pkgs+=(valgrind)
+command -v nginx >/dev/null || apt_pkgs+=(nginx-light)   # bench/loadgen.sh
+command -v valgrind >/dev/null || apt_pkgs+=(valgrind)     # bench/loadgen_instructions.sh
 if ((${#apt_pkgs[@]})); then
   $SUDO apt-get update
   $SUDO apt-get install -y "${apt_pkgs[@]}"

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use surge_queue::broker::AnyBroker;
 use surge_queue::broker::any::redact;
@@ -65,6 +65,10 @@ const POOL: u32 = 16;
 /// needs them idle.
 const SETTLE: Duration = Duration::from_millis(300);
 const MAX_TASKS: u64 = 10_000_000;
+/// The `schema` of `surge bench queue --json`.
+const QUEUE_SCHEMA: &str = "surge-bench-queue";
+/// Its version; `surge bench report` refuses others.
+const QUEUE_SCHEMA_VERSION: u32 = 1;
 
 /// The validated settings of one run.
 #[derive(Debug)]
@@ -489,12 +493,15 @@ impl Workers {
 }
 
 /// Submit-to-start latency summary, in milliseconds.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Latency {
     samples: u64,
     p50_ms: f64,
     p90_ms: f64,
     p99_ms: f64,
+    /// Absent in results written before it was added.
+    #[serde(default)]
+    p999_ms: Option<f64>,
     max_ms: f64,
     mean_ms: f64,
 }
@@ -507,6 +514,7 @@ impl Latency {
             p50_ms: ms(h.value_at_quantile(0.5)),
             p90_ms: ms(h.value_at_quantile(0.9)),
             p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: Some(ms(h.value_at_quantile(0.999))),
             max_ms: ms(h.max()),
             mean_ms: h.mean() / 1e3,
         })
@@ -514,7 +522,7 @@ impl Latency {
 }
 
 /// The burn-down phase.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct BurnDown {
     tasks: u64,
     /// Pre-insertion (not part of the rate).
@@ -524,7 +532,7 @@ struct BurnDown {
 }
 
 /// The submit phase: submissions alone, no worker taking them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct SubmitOnly {
     tasks: u64,
     submitters: usize,
@@ -533,7 +541,7 @@ struct SubmitOnly {
 }
 
 /// The end-to-end phase.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct EndToEnd {
     tasks: u64,
     submitters: usize,
@@ -550,7 +558,7 @@ struct EndToEnd {
 }
 
 /// The latency phase.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Wakeup {
     tasks: u64,
     interval_ms: f64,
@@ -560,10 +568,17 @@ struct Wakeup {
 }
 
 /// What `surge bench queue` prints.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Report {
-    surge_version: &'static str,
-    backend: &'static str,
+    /// [`QUEUE_SCHEMA`]: `surge bench report` reads this document.
+    schema: String,
+    /// [`QUEUE_SCHEMA_VERSION`].
+    schema_version: u32,
+    /// When the run started (RFC 3339, UTC).
+    started_at: String,
+    machine: surge_bench::machine::Machine,
+    surge_version: String,
+    backend: String,
     broker: String,
     storage: String,
     workers: usize,
@@ -597,8 +612,12 @@ async fn measure(plan: &Plan, storage: &Storage) -> anyhow::Result<Report> {
         Duration::from_secs(30),
     )?;
     let mut report = Report {
-        surge_version: env!("CARGO_PKG_VERSION"),
-        backend: broker.backend(),
+        schema: QUEUE_SCHEMA.to_owned(),
+        schema_version: QUEUE_SCHEMA_VERSION,
+        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        machine: surge_bench::machine::Machine::describe(),
+        surge_version: env!("CARGO_PKG_VERSION").to_owned(),
+        backend: broker.backend().to_owned(),
         broker: redact(&plan.url),
         storage: storage.describe(),
         workers: plan.workers,
@@ -1011,6 +1030,156 @@ fn print_table(out: &mut impl std::io::Write, r: &Report) -> anyhow::Result<()> 
          handler starting"
     )?;
     Ok(())
+}
+
+/// Whether `text` is a `surge bench queue --json` document (by its
+/// `schema`), so that `surge bench report` can read it.
+pub(crate) fn is_queue_results(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("schema")?.as_str().map(|s| s == QUEUE_SCHEMA))
+        .unwrap_or(false)
+}
+
+impl Latency {
+    fn to_report(self) -> surge_bench::Latency {
+        surge_bench::Latency {
+            samples: self.samples,
+            mean_ms: self.mean_ms,
+            // Not kept by this benchmark: the median is the closest bound
+            // the report shows.
+            min_ms: self.p50_ms.min(self.mean_ms),
+            p50_ms: self.p50_ms,
+            p90_ms: self.p90_ms,
+            p99_ms: self.p99_ms,
+            p999_ms: self.p999_ms,
+            max_ms: self.max_ms,
+        }
+    }
+}
+
+fn queue_point(
+    load: f64,
+    tasks: u64,
+    seconds: f64,
+    rate: f64,
+    latency: Option<Latency>,
+) -> surge_bench::Point {
+    surge_bench::Point {
+        load,
+        connections: None,
+        seconds,
+        requests: tasks,
+        throughput: rate,
+        latency: latency.map(Latency::to_report),
+        uncorrected_latency: None,
+        in_flight_share: None,
+        errors: surge_bench::results::ErrorCounts::default(),
+        statuses: Default::default(),
+        bytes: 0,
+        first_error: None,
+    }
+}
+
+/// Converts a `surge bench queue --json` document into the report format:
+/// an end-to-end suite (load: concurrent submitters; latency:
+/// submit-to-start from the task records) and a burn-down suite (load:
+/// worker slots), one series per backend; the submit and idle-latency
+/// phases become notes.
+///
+/// # Errors
+/// When it is not such a document, or of another schema version.
+pub(crate) fn results_from_json(path: &Path, text: &str) -> anyhow::Result<surge_bench::Results> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let version = value
+        .get("schema_version")
+        .and_then(serde_json::Value::as_u64);
+    if version != Some(u64::from(QUEUE_SCHEMA_VERSION)) {
+        return Err(surge_bench::BenchError::SchemaVersion {
+            path: path.to_owned(),
+            schema: QUEUE_SCHEMA.to_owned(),
+            found: version.unwrap_or(0),
+            supported: QUEUE_SCHEMA_VERSION,
+        }
+        .into());
+    }
+    let r: Report = serde_json::from_value(value)
+        .with_context(|| format!("{}: not a surge bench queue result", path.display()))?;
+    let label = format!("queue-{}", r.backend);
+    let series = |points: Vec<surge_bench::Point>| surge_bench::Series {
+        label: label.clone(),
+        target: None,
+        measured_at: None,
+        points,
+    };
+    let mut notes = Vec::new();
+    if let Some(s) = &r.submit {
+        notes.push(format!(
+            "{label}: submissions alone ({} tasks, {} submitters, no worker): {:.0} submits/s",
+            s.tasks, s.submitters, s.submits_per_sec
+        ));
+    }
+    if let Some(w) = &r.latency
+        && let Some(l) = w.start_latency
+    {
+        notes.push(format!(
+            "{label}: submit-to-start with idle workers ({} tasks, one every {} ms): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            w.tasks, w.interval_ms, l.p50_ms, l.p99_ms, l.max_ms
+        ));
+    }
+    let slots = (r.workers * r.concurrency) as f64;
+    let mut suites = Vec::new();
+    if let Some(e) = &r.end_to_end {
+        suites.push(surge_bench::Suite {
+            title: "Task queue end-to-end".to_owned(),
+            axis: surge_bench::results::LoadAxis::Submitters,
+            throughput_unit: "tasks/s".to_owned(),
+            latency_meaning: "submit-to-start of each task, from its record (started_at - created_at)"
+                .to_owned(),
+            plan: None,
+            notes: std::mem::take(&mut notes),
+            series: vec![series(vec![queue_point(
+                e.submitters as f64,
+                e.tasks,
+                e.seconds,
+                e.tasks_per_sec,
+                e.start_latency,
+            )])],
+        });
+    }
+    if let Some(b) = &r.burn_down {
+        suites.push(surge_bench::Suite {
+            title: "Task queue burn-down".to_owned(),
+            axis: surge_bench::results::LoadAxis::WorkerSlots,
+            throughput_unit: "tasks/s".to_owned(),
+            latency_meaning: "not measured in this phase".to_owned(),
+            plan: None,
+            notes: std::mem::take(&mut notes),
+            series: vec![series(vec![queue_point(
+                slots,
+                b.tasks,
+                b.seconds,
+                b.tasks_per_sec,
+                None,
+            )])],
+        });
+    }
+    if suites.is_empty() {
+        bail!(
+            "{}: this queue run has no end-to-end or burn-down phase to chart",
+            path.display()
+        );
+    }
+    Ok(surge_bench::Results {
+        schema: surge_bench::results::SCHEMA.to_owned(),
+        schema_version: surge_bench::results::SCHEMA_VERSION,
+        surge_version: r.surge_version,
+        started_at: r.started_at,
+        command: Some(format!("surge bench queue --broker {}", r.broker)),
+        machine: r.machine,
+        suites,
+    })
 }
 
 #[cfg(test)]

@@ -40,6 +40,13 @@ pub(crate) enum BenchCommand {
     /// on a fresh SQLite file, PostgreSQL schema or Redis namespace that is
     /// deleted at the end.
     Queue(BenchQueueArgs),
+    /// HTTP load sweep: closed-loop concurrency levels or open-loop rates
+    /// (latency from each request's intended send time), one or more
+    /// labelled targets side by side; table, JSON, HTML report with charts.
+    Http(Box<crate::bench_http::BenchHttpArgs>),
+    /// One report (table, HTML, SVG charts) from saved results of `surge
+    /// bench http --save` and `surge bench queue --json`, side by side.
+    Report(crate::bench_report::BenchReportArgs),
 }
 
 /// A phase of `surge bench queue`.

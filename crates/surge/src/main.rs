@@ -1,6 +1,8 @@
 //! The `surge` binary: CLI, configuration, wiring, graceful shutdown.
 
+mod bench_http;
 mod bench_queue;
+mod bench_report;
 mod cli;
 mod config;
 mod logging;
@@ -45,6 +47,14 @@ fn main() -> ExitCode {
         Command::Task(command) => runtime.block_on(queue::run_task(command)),
         Command::Schedule(command) => runtime.block_on(queue::run_schedule(command)),
         Command::Bench(BenchCommand::Queue(args)) => runtime.block_on(bench_queue::run(args)),
+        Command::Bench(BenchCommand::Http(args)) => match bench_http::prepare(*args) {
+            Ok(prepared) => runtime.block_on(bench_http::run(prepared)),
+            Err(e) => {
+                eprintln!("surge bench http: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
+        Command::Bench(BenchCommand::Report(args)) => bench_report::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
