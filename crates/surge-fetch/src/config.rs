@@ -74,7 +74,7 @@ impl Default for FetchConfig {
             max_retry_after: Duration::from_secs(60),
             max_redirects: 10,
             max_body_bytes: 16 * 1024 * 1024,
-            address_policy: AddressPolicy::AllowAll,
+            address_policy: AddressPolicy::allow_all(),
             dns_ttl: Duration::from_secs(60),
             user_agent: concat!("surge/", env!("CARGO_PKG_VERSION")).to_owned(),
             default_headers: HeaderMap::new(),

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_timeout::TimeoutConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -35,7 +36,7 @@ use crate::request::{FetchRequest, Fetched};
 use crate::retry;
 use crate::ssrf::non_public_reason;
 
-type HttpClient = Client<HttpsConnector<HttpConnector<DnsCache>>, Full<Bytes>>;
+type HttpClient = Client<TimeoutConnector<HttpsConnector<HttpConnector<DnsCache>>>, Full<Bytes>>;
 
 /// Redirect bodies up to this size are read (so the connection is reused);
 /// larger ones are dropped with their connection.
@@ -101,7 +102,7 @@ impl Fetcher {
     /// [`ConfigError`] naming a setting that cannot work.
     pub fn new(config: FetchConfig) -> Result<Fetcher, ConfigError> {
         config.validate()?;
-        let dns = DnsCache::new(config.dns_ttl, 100_000, config.address_policy);
+        let dns = DnsCache::new(config.dns_ttl, 100_000, config.address_policy.clone());
         let mut http = HttpConnector::new_with_resolver(dns.clone());
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -124,6 +125,14 @@ impl Fetcher {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
+        // The idle-read timeout lives on the connection: it covers the wait
+        // for the answer's head and every read of its body, and a write (a
+        // new request on a pooled connection) restarts it. The connect
+        // timeout here covers TCP and TLS together.
+        let mut https = TimeoutConnector::new(https);
+        https.set_connect_timeout(Some(config.connect_timeout));
+        https.set_read_timeout(Some(config.read_timeout));
+        https.set_reset_reader_on_write(true);
         let client: HttpClient = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(config.per_host)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -313,27 +322,11 @@ impl Fetcher {
                 Ok(r) => r,
                 Err(e) => return (Err(e), None),
             };
-            let answer_by =
-                deadline.min(Instant::now() + config.connect_timeout + config.read_timeout);
             let sent = inner.client.clone().oneshot(http_request);
-            let response = match tokio::time::timeout_at(answer_by, sent).await {
+            let response = match tokio::time::timeout_at(deadline, sent).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => return (Err(classify(&e)), None),
-                Err(_) if answer_by == deadline => {
-                    return (Err(timeout_error(config.request_timeout)), None);
-                }
-                Err(_) => {
-                    return (
-                        Err(FetchError::new(
-                            FetchErrorKind::ReadTimeout,
-                            format!(
-                                "no answer within {} ms of the connection",
-                                config.read_timeout.as_millis()
-                            ),
-                        )),
-                        None,
-                    );
-                }
+                Err(_) => return (Err(timeout_error(config.request_timeout)), None),
             };
             let status = response.status();
             let (parts, response_body) = response.into_parts();

@@ -8,34 +8,67 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Whether non-public addresses may be reached.
+pub use ipnet::IpNet;
+
+/// Which addresses may be reached: all, or public ones plus the networks
+/// allowed on purpose (an internal service the deployment trusts).
 ///
 /// # Example
 /// ```
 /// use surge_fetch::AddressPolicy;
-/// let api = AddressPolicy::PublicOnly;
+/// let api = AddressPolicy::public_only();
 /// assert!(api.refuses("127.0.0.1".parse().unwrap()));
 /// assert!(api.refuses("169.254.169.254".parse().unwrap()));
 /// assert!(api.refuses("::ffff:10.0.0.1".parse().unwrap()));
 /// assert!(!api.refuses("93.184.216.34".parse().unwrap()));
-/// assert!(!AddressPolicy::AllowAll.refuses("127.0.0.1".parse().unwrap()));
+/// assert!(!AddressPolicy::allow_all().refuses("127.0.0.1".parse().unwrap()));
+/// let internal = AddressPolicy::public_only().allowing("10.1.0.0/16".parse().unwrap());
+/// assert!(!internal.refuses("10.1.2.3".parse().unwrap()));
+/// assert!(internal.refuses("10.2.0.1".parse().unwrap()));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AddressPolicy {
-    /// Any address (the CLI: the user fetches on their own behalf).
-    #[default]
-    AllowAll,
-    /// Public unicast addresses only (work submitted over the API).
-    PublicOnly,
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AddressPolicy {
+    public_only: bool,
+    allowed: Vec<IpNet>,
 }
 
 impl AddressPolicy {
-    /// Whether `ip` is refused under this policy.
-    pub fn refuses(self, ip: IpAddr) -> bool {
-        match self {
-            AddressPolicy::AllowAll => false,
-            AddressPolicy::PublicOnly => !is_public(ip),
+    /// Any address (the CLI: the user fetches on their own behalf).
+    pub fn allow_all() -> AddressPolicy {
+        AddressPolicy::default()
+    }
+
+    /// Public unicast addresses only (work submitted over the API).
+    pub fn public_only() -> AddressPolicy {
+        AddressPolicy {
+            public_only: true,
+            allowed: Vec::new(),
         }
+    }
+
+    /// The same policy, also allowing `net` (an IPv4-mapped IPv6 address
+    /// is judged as its IPv4 address).
+    #[must_use]
+    pub fn allowing(mut self, net: IpNet) -> AddressPolicy {
+        self.allowed.push(net);
+        self
+    }
+
+    /// Whether only public addresses (and the allowed networks) pass.
+    pub fn is_public_only(&self) -> bool {
+        self.public_only
+    }
+
+    /// Whether `ip` is refused under this policy.
+    pub fn refuses(&self, ip: IpAddr) -> bool {
+        if !self.public_only || is_public(ip) {
+            return false;
+        }
+        let canonical = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        !self.allowed.iter().any(|n| n.contains(&canonical))
     }
 }
 
@@ -108,7 +141,7 @@ mod tests {
     use super::*;
 
     fn refused(s: &str) -> bool {
-        AddressPolicy::PublicOnly.refuses(s.parse().unwrap())
+        AddressPolicy::public_only().refuses(s.parse().unwrap())
     }
 
     #[test]

@@ -216,7 +216,7 @@ impl FetchOutput {
 }
 
 /// The `http.fetch` kind, on one shared [`Fetcher`] (build it with
-/// [`AddressPolicy::PublicOnly`](crate::AddressPolicy) for work that
+/// [`AddressPolicy::public_only`](crate::AddressPolicy::public_only) for work that
 /// arrives over the API).
 #[derive(Debug, Clone)]
 pub struct HttpFetch {
