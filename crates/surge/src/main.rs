@@ -3,6 +3,8 @@
 mod bench_queue;
 mod cli;
 mod config;
+mod fetch;
+mod kinds;
 mod logging;
 mod queue;
 mod serve;
@@ -45,6 +47,13 @@ fn main() -> ExitCode {
         Command::Task(command) => runtime.block_on(queue::run_task(command)),
         Command::Schedule(command) => runtime.block_on(queue::run_schedule(command)),
         Command::Bench(BenchCommand::Queue(args)) => runtime.block_on(bench_queue::run(args)),
+        Command::Fetch(args) => match fetch::Settings::resolve(args) {
+            Ok(settings) => return runtime.block_on(fetch::run(settings)),
+            Err(e) => {
+                eprintln!("surge fetch: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
