@@ -5,6 +5,9 @@ use std::time::Duration;
 use http::HeaderMap;
 use url::Url;
 
+use surge_core::backoff::RetryBudgetConfig;
+use surge_core::limit::AdaptiveConfig;
+
 use crate::ssrf::AddressPolicy;
 
 /// Everything a [`Fetcher`](crate::Fetcher) is built from.
@@ -16,8 +19,13 @@ use crate::ssrf::AddressPolicy;
 /// never holds global slots while it waits.
 #[derive(Debug, Clone)]
 pub struct FetchConfig {
-    /// Requests in flight at once, in all.
+    /// Requests in flight at once, in all (with `adaptive`: the most the
+    /// adaptive limit may reach).
     pub concurrency: usize,
+    /// Make the global limit adaptive (gradient or Vegas on latency, cut on
+    /// 429, 503 and timeouts), between `min` and `concurrency`. `None`: a
+    /// static limit of `concurrency`.
+    pub adaptive: Option<AdaptiveConfig>,
     /// Requests in flight at once to one host.
     pub per_host: usize,
     /// Request starts per second per host (`None`: no rate).
@@ -38,6 +46,11 @@ pub struct FetchConfig {
     /// A `Retry-After` longer than this is not waited for: the error is
     /// returned instead.
     pub max_retry_after: Duration,
+    /// Retries allowed as a share of recent requests (plus a floor per
+    /// second), so retries cannot multiply the load on a failing peer.
+    pub retry_budget: RetryBudgetConfig,
+    /// Keep successful GET answers for reuse (`None`: no response cache).
+    pub response_cache: Option<ResponseCacheConfig>,
     /// Redirects followed at most.
     pub max_redirects: u32,
     /// Largest body, after decompression.
@@ -63,6 +76,9 @@ impl Default for FetchConfig {
     fn default() -> Self {
         FetchConfig {
             concurrency: 100,
+            adaptive: None,
+            retry_budget: RetryBudgetConfig::default(),
+            response_cache: None,
             per_host: 100,
             per_host_rate: None,
             connect_timeout: Duration::from_secs(10),
@@ -83,6 +99,17 @@ impl Default for FetchConfig {
             decompress: true,
         }
     }
+}
+
+/// The optional response cache: successful GET answers by URL, kept for
+/// `ttl`, at most `max_bytes` of bodies and headers in all. Concurrent
+/// fetches of one URL make one request (single flight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseCacheConfig {
+    /// How long an answer is reused.
+    pub ttl: Duration,
+    /// Size bound (bodies kept in memory count in full).
+    pub max_bytes: u64,
 }
 
 /// A setting that cannot work, named.
@@ -132,6 +159,17 @@ impl FetchConfig {
         }
         if self.backoff_cap < self.backoff_base {
             return bad("backoff_cap", "must not be shorter than backoff_base");
+        }
+        if let Some(a) = &self.adaptive {
+            let mut a = a.clone();
+            a.max = self.concurrency;
+            a.initial = a.initial.clamp(a.min.max(1), self.concurrency);
+            if let Err(e) = a.validate() {
+                return Err(ConfigError {
+                    field: "adaptive",
+                    message: e.to_string(),
+                });
+            }
         }
         if self.max_retries > 100 {
             return bad("max_retries", "must be at most 100");

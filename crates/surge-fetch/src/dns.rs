@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use hyper_util::client::legacy::connect::dns::Name;
 use serde::Serialize;
+use surge_core::cache::Cache;
 
 use crate::error::{FetchError, FetchErrorKind};
 use crate::ssrf::{AddressPolicy, non_public_reason};
@@ -59,7 +60,7 @@ pub struct DnsStats {
 }
 
 struct Inner {
-    cache: moka::future::Cache<String, Arc<[IpAddr]>>,
+    cache: Cache<String, Arc<[IpAddr]>>,
     policy: AddressPolicy,
     requests: AtomicU64,
     lookups: AtomicU64,
@@ -87,9 +88,9 @@ impl DnsCache {
     pub fn new(ttl: Duration, max_names: u64, policy: AddressPolicy) -> DnsCache {
         DnsCache {
             inner: Arc::new(Inner {
-                cache: moka::future::Cache::builder()
-                    .max_capacity(max_names)
-                    .time_to_live(ttl)
+                cache: Cache::builder("fetch.dns")
+                    .max_entries(max_names)
+                    .ttl(ttl)
                     .build(),
                 policy,
                 requests: AtomicU64::new(0),
@@ -98,6 +99,12 @@ impl DnsCache {
                 refused: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// The cache underneath (hits, misses, coalesced waits; register it
+    /// in an [`Observatory`](surge_core::observe::Observatory)).
+    pub fn cache(&self) -> &Cache<String, Arc<[IpAddr]>> {
+        &self.inner.cache
     }
 
     /// The counters so far.
@@ -122,7 +129,7 @@ impl DnsCache {
         let name = key.clone();
         let all = inner
             .cache
-            .try_get_with(key, async move {
+            .get_or_compute(key, async move {
                 inner.lookups.fetch_add(1, Ordering::Relaxed);
                 lookup(&name).await
             })

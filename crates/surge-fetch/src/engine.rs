@@ -21,7 +21,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use surge_core::backoff::{Backoff, RetryBudget, parse_retry_after};
+use surge_core::cache::{Cache, CacheSnapshot};
+use surge_core::limit::{AdaptiveLimiter, Limiter, LimiterSnapshot, Outcome, StaticLimiter};
+use surge_core::observe::Observatory;
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tower_http::decompression::Decompression;
@@ -33,7 +36,6 @@ use crate::dns::{DnsCache, DnsStats};
 use crate::error::{FetchError, FetchErrorKind, classify};
 use crate::hosts::{HostStats, HostTable};
 use crate::request::{FetchRequest, Fetched};
-use crate::retry;
 use crate::ssrf::non_public_reason;
 
 type HttpClient = Client<TimeoutConnector<HttpsConnector<HttpConnector<DnsCache>>>, Full<Bytes>>;
@@ -55,7 +57,11 @@ struct Inner {
     client: Decompression<HttpClient>,
     dns: DnsCache,
     hosts: Arc<HostTable>,
-    global: Arc<Semaphore>,
+    global: Arc<dyn Limiter>,
+    backoff: Backoff,
+    budget: RetryBudget,
+    responses: Option<Cache<String, Arc<Fetched>>>,
+    registered: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
     counters: Counters,
 }
 
@@ -64,6 +70,7 @@ struct Counters {
     fetches: AtomicU64,
     requests: AtomicU64,
     retries: AtomicU64,
+    budget_refused: AtomicU64,
     redirects: AtomicU64,
     in_flight: AtomicUsize,
 }
@@ -77,6 +84,8 @@ pub struct EngineStats {
     pub requests: u64,
     /// Retries made.
     pub retries: u64,
+    /// Retries the retry budget refused.
+    pub budget_refused: u64,
     /// Redirects followed.
     pub redirects: u64,
     /// Requests in flight now.
@@ -85,6 +94,10 @@ pub struct EngineStats {
     pub dns: DnsStats,
     /// The per-host state.
     pub hosts: HostStats,
+    /// The global limiter.
+    pub limiter: LimiterSnapshot,
+    /// The response cache, if on.
+    pub responses: Option<CacheSnapshot>,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -152,10 +165,43 @@ impl Fetcher {
             })?;
             default_headers.insert(header::USER_AGENT, ua);
         }
+        let global: Arc<dyn Limiter> = match &config.adaptive {
+            None => Arc::new(StaticLimiter::new(config.concurrency)),
+            Some(a) => {
+                let mut a = a.clone();
+                a.max = config.concurrency;
+                a.initial = a.initial.clamp(a.min.max(1), config.concurrency);
+                Arc::new(AdaptiveLimiter::try_new(a).map_err(|e| ConfigError {
+                    field: "adaptive",
+                    message: e.to_string(),
+                })?)
+            }
+        };
+        let responses = config.response_cache.map(|rc| {
+            Cache::builder("fetch.responses")
+                .max_weight(rc.max_bytes, |url: &String, f: &Arc<Fetched>| {
+                    let body = match &f.body {
+                        BodyOutput::Bytes(b) => b.len(),
+                        _ => 0,
+                    };
+                    let headers: usize = f
+                        .headers
+                        .iter()
+                        .map(|(k, v)| k.as_str().len() + v.len())
+                        .sum();
+                    u32::try_from(url.len() + body + headers + 256).unwrap_or(u32::MAX)
+                })
+                .ttl(rc.ttl)
+                .build()
+        });
         Ok(Fetcher {
             inner: Arc::new(Inner {
                 hosts: Arc::new(HostTable::new(config.per_host, config.per_host_rate)),
-                global: Arc::new(Semaphore::new(config.concurrency)),
+                global,
+                backoff: Backoff::new(config.backoff_base, config.backoff_cap),
+                budget: RetryBudget::new(config.retry_budget),
+                responses,
+                registered: std::sync::Mutex::new(Vec::new()),
                 default_headers,
                 client,
                 dns,
@@ -177,10 +223,37 @@ impl Fetcher {
             fetches: c.fetches.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
+            budget_refused: c.budget_refused.load(Ordering::Relaxed),
             redirects: c.redirects.load(Ordering::Relaxed),
             in_flight: c.in_flight.load(Ordering::Relaxed),
             dns: self.inner.dns.stats(),
             hosts: self.inner.hosts.stats(),
+            limiter: self.inner.global.snapshot(),
+            responses: self.inner.responses.as_ref().map(Cache::snapshot),
+        }
+    }
+
+    /// The global limiter (static, or adaptive with its current limit and
+    /// latency estimates in its snapshot).
+    pub fn limiter(&self) -> &Arc<dyn Limiter> {
+        &self.inner.global
+    }
+
+    /// Lists this fetcher's global limiter, DNS cache and response cache in
+    /// `observatory` as `{name}.limit`, `{name}.dns`, `{name}.responses`,
+    /// for as long as the fetcher lives.
+    pub fn register(&self, observatory: &Observatory, name: &str) {
+        observatory.register_limiter(format!("{name}.limit"), &self.inner.global);
+        let dns = Arc::new(self.inner.dns.cache().clone());
+        observatory.register_cache(format!("{name}.dns"), &dns);
+        // The observatory holds weak references: keep the handles alive
+        // with the fetcher.
+        let mut keep = self.inner.registered.lock().expect("registered poisoned");
+        keep.push(Box::new(dns));
+        if let Some(r) = &self.inner.responses {
+            let r = Arc::new(r.clone());
+            observatory.register_cache(format!("{name}.responses"), &r);
+            keep.push(Box::new(r));
         }
     }
 
@@ -194,6 +267,31 @@ impl Fetcher {
     /// bad input: an invalid URL is a [`FetchErrorKind::InvalidUrl`] error
     /// in the result.
     pub async fn fetch(&self, request: FetchRequest) -> Fetched {
+        let cacheable = request.method == Method::GET
+            && request.body.is_empty()
+            && !matches!(request.sink, BodySink::File(_));
+        let Some(cache) = self.inner.responses.as_ref().filter(|_| cacheable) else {
+            return self.fetch_uncached(request).await;
+        };
+        let start = Instant::now();
+        let key = request.url.clone();
+        // Single flight: concurrent fetches of one URL make one request;
+        // only successes are kept.
+        let shared = cache
+            .get_or_compute(key, async {
+                let f = self.fetch_uncached(request.clone()).await;
+                if f.is_ok() { Ok(Arc::new(f)) } else { Err(f) }
+            })
+            .await;
+        let mut fetched = match shared {
+            Ok(f) => (*f).clone(),
+            Err(f) => (*f).clone(),
+        };
+        fetched.elapsed = start.elapsed();
+        fetched
+    }
+
+    async fn fetch_uncached(&self, request: FetchRequest) -> Fetched {
         let inner = &self.inner;
         let config = &inner.config;
         inner.counters.fetches.fetch_add(1, Ordering::Relaxed);
@@ -210,6 +308,7 @@ impl Fetcher {
                 return out;
             }
         };
+        inner.budget.deposit();
         loop {
             out.attempts += 1;
             let (result, retry_after) = self.attempt(&request, url.clone(), &mut out).await;
@@ -224,7 +323,7 @@ impl Fetcher {
                 out.error = Some(error);
                 break;
             }
-            let mut wait = retry::backoff(config.backoff_base, config.backoff_cap, out.attempts);
+            let mut wait = inner.backoff.delay(out.attempts);
             if let Some(ra) = retry_after {
                 if ra > config.max_retry_after {
                     let message = format!(
@@ -237,6 +336,18 @@ impl Fetcher {
                     break;
                 }
                 wait = wait.max(ra);
+            }
+            if !inner.budget.try_withdraw() {
+                inner
+                    .counters
+                    .budget_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                let message = format!(
+                    "{} (not retried: the retry budget is spent)",
+                    error.message()
+                );
+                out.error = Some(FetchError::new(error.kind(), message).with_retryable(true));
+                break;
             }
             inner.counters.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(wait).await;
@@ -310,127 +421,163 @@ impl Fetcher {
             let host = inner.hosts.enter(&host_key(&url));
             host.wait_turn().await;
             let _host_slot = host.slot().await;
-            let _global_slot = Arc::clone(&inner.global)
-                .acquire_owned()
-                .await
-                .expect("the global semaphore is never closed");
-            let _in_flight = InFlight::enter(&inner.counters.in_flight);
-            inner.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let global_token = inner.global.acquire().await;
+            let hop = 'hop: {
+                let _in_flight = InFlight::enter(&inner.counters.in_flight);
+                inner.counters.requests.fetch_add(1, Ordering::Relaxed);
 
-            let deadline = Instant::now() + config.request_timeout;
-            let http_request = match build_request(&method, &url, &headers, &body) {
-                Ok(r) => r,
-                Err(e) => return (Err(e), None),
-            };
-            let sent = inner.client.clone().oneshot(http_request);
-            let response = match tokio::time::timeout_at(deadline, sent).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => return (Err(classify(&e)), None),
-                Err(_) => return (Err(timeout_error(config.request_timeout)), None),
-            };
-            let status = response.status();
-            let (parts, response_body) = response.into_parts();
-            out.status = Some(status.as_u16());
-            out.content_type = parts
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-
-            if status.is_redirection() && parts.headers.contains_key(header::LOCATION) {
-                let next = match redirect_target(&url, &parts.headers) {
-                    Ok(next) => next,
-                    Err(e) => return (Err(e), None),
+                let deadline = Instant::now() + config.request_timeout;
+                let http_request = match build_request(&method, &url, &headers, &body) {
+                    Ok(r) => r,
+                    Err(e) => break 'hop Hop::Done(Err(e), None),
                 };
-                // Drain a small body so the connection goes back to the pool.
-                let drained = tokio::time::timeout_at(
+                let sent = inner.client.clone().oneshot(http_request);
+                let response = match tokio::time::timeout_at(deadline, sent).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => break 'hop Hop::Done(Err(classify(&e)), None),
+                    Err(_) => {
+                        break 'hop Hop::Done(Err(timeout_error(config.request_timeout)), None);
+                    }
+                };
+                let status = response.status();
+                let (parts, response_body) = response.into_parts();
+                out.status = Some(status.as_u16());
+                out.content_type = parts
+                    .headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+
+                if status.is_redirection() && parts.headers.contains_key(header::LOCATION) {
+                    let next = match redirect_target(&url, &parts.headers) {
+                        Ok(next) => next,
+                        Err(e) => break 'hop Hop::Done(Err(e), None),
+                    };
+                    // Drain a small body so the connection goes back to the pool.
+                    let drained = tokio::time::timeout_at(
+                        deadline,
+                        body::read(
+                            response_body,
+                            &BodySink::Discard,
+                            REDIRECT_BODY_MAX,
+                            config.read_timeout,
+                        ),
+                    )
+                    .await;
+                    drop(drained);
+                    out.headers = parts.headers;
+                    if out.redirects >= config.max_redirects {
+                        break 'hop Hop::Done(
+                            Err(FetchError::new(
+                                FetchErrorKind::TooManyRedirects,
+                                format!(
+                                    "more than {} redirects (last: {next})",
+                                    config.max_redirects
+                                ),
+                            )),
+                            None,
+                        );
+                    }
+                    out.redirects += 1;
+                    inner.counters.redirects.fetch_add(1, Ordering::Relaxed);
+                    if status == StatusCode::SEE_OTHER && method != Method::HEAD
+                        || matches!(status.as_u16(), 301 | 302) && method == Method::POST
+                    {
+                        method = Method::GET;
+                        body = Bytes::new();
+                        headers.remove(header::CONTENT_TYPE);
+                        headers.remove(header::CONTENT_LENGTH);
+                    }
+                    if next.origin() != url.origin() {
+                        // Credentials are for the origin they were given to.
+                        headers.remove(header::AUTHORIZATION);
+                        headers.remove(header::COOKIE);
+                        headers.remove(header::PROXY_AUTHORIZATION);
+                    }
+                    url = next;
+                    break 'hop Hop::Redirect;
+                }
+
+                let retry_after = if matches!(status.as_u16(), 429 | 503) {
+                    let ra = parts
+                        .headers
+                        .get(header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                    if let Some(d) = ra {
+                        host.defer(d.min(config.max_retry_after));
+                    }
+                    ra
+                } else {
+                    None
+                };
+                out.headers = parts.headers;
+                let failed = status.is_client_error() || status.is_server_error();
+                // An error answer's body is counted, not kept.
+                let sink = if failed {
+                    &BodySink::Discard
+                } else {
+                    &request.sink
+                };
+                let read = tokio::time::timeout_at(
                     deadline,
                     body::read(
                         response_body,
-                        &BodySink::Discard,
-                        REDIRECT_BODY_MAX,
+                        sink,
+                        request.max_body_bytes.unwrap_or(config.max_body_bytes),
                         config.read_timeout,
                     ),
                 )
                 .await;
-                drop(drained);
-                out.headers = parts.headers;
-                if out.redirects >= config.max_redirects {
-                    return (
-                        Err(FetchError::new(
-                            FetchErrorKind::TooManyRedirects,
-                            format!(
-                                "more than {} redirects (last: {next})",
-                                config.max_redirects
-                            ),
-                        )),
-                        None,
-                    );
+                match read {
+                    Err(_) => {
+                        break 'hop Hop::Done(
+                            Err(timeout_error(config.request_timeout)),
+                            retry_after,
+                        );
+                    }
+                    Ok(Err(e)) => break 'hop Hop::Done(Err(e), retry_after),
+                    Ok(Ok((len, output))) => {
+                        out.bytes = len;
+                        out.body = output;
+                    }
                 }
-                out.redirects += 1;
-                inner.counters.redirects.fetch_add(1, Ordering::Relaxed);
-                if status == StatusCode::SEE_OTHER && method != Method::HEAD
-                    || matches!(status.as_u16(), 301 | 302) && method == Method::POST
-                {
-                    method = Method::GET;
-                    body = Bytes::new();
-                    headers.remove(header::CONTENT_TYPE);
-                    headers.remove(header::CONTENT_LENGTH);
+                if failed {
+                    break 'hop Hop::Done(Err(FetchError::status(status.as_u16())), retry_after);
                 }
-                if next.origin() != url.origin() {
-                    // Credentials are for the origin they were given to.
-                    headers.remove(header::AUTHORIZATION);
-                    headers.remove(header::COOKIE);
-                    headers.remove(header::PROXY_AUTHORIZATION);
-                }
-                url = next;
-                continue;
-            }
-
-            let retry_after = if matches!(status.as_u16(), 429 | 503) {
-                let ra = parts
-                    .headers
-                    .get(header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-                if let Some(d) = ra {
-                    host.defer(d.min(config.max_retry_after));
-                }
-                ra
-            } else {
-                None
+                break 'hop Hop::Done(Ok(()), None);
             };
-            out.headers = parts.headers;
-            let failed = status.is_client_error() || status.is_server_error();
-            // An error answer's body is counted, not kept.
-            let sink = if failed {
-                &BodySink::Discard
-            } else {
-                &request.sink
-            };
-            let read = tokio::time::timeout_at(
-                deadline,
-                body::read(
-                    response_body,
-                    sink,
-                    request.max_body_bytes.unwrap_or(config.max_body_bytes),
-                    config.read_timeout,
-                ),
-            )
-            .await;
-            match read {
-                Err(_) => return (Err(timeout_error(config.request_timeout)), retry_after),
-                Ok(Err(e)) => return (Err(e), retry_after),
-                Ok(Ok((len, output))) => {
-                    out.bytes = len;
-                    out.body = output;
-                }
+            global_token.record(outcome(&hop, out.status));
+            match hop {
+                Hop::Done(result, retry_after) => return (result, retry_after),
+                Hop::Redirect => continue,
             }
-            if failed {
-                return (Err(FetchError::status(status.as_u16())), retry_after);
-            }
-            return (Ok(()), None);
         }
+    }
+}
+
+/// How one hop ended.
+enum Hop {
+    /// The attempt is over: its result and the `Retry-After` asked for.
+    Done(Result<(), FetchError>, Option<Duration>),
+    /// Follow `url` (already updated).
+    Redirect,
+}
+
+/// What the limiter learns from a hop: an answer is a latency sample, 429,
+/// 503 and timeouts say "too much", the rest (refused connections, our own
+/// refusals, bad bodies) says nothing about the peer's load.
+fn outcome(hop: &Hop, status: Option<u16>) -> Outcome {
+    match hop {
+        Hop::Redirect | Hop::Done(Ok(()), _) => Outcome::Success,
+        Hop::Done(Err(e), _) => match e.kind() {
+            FetchErrorKind::Status if matches!(status, Some(429 | 503)) => Outcome::Overload,
+            FetchErrorKind::Status => Outcome::Success,
+            FetchErrorKind::Timeout
+            | FetchErrorKind::ReadTimeout
+            | FetchErrorKind::ConnectTimeout => Outcome::Overload,
+            _ => Outcome::Ignore,
+        },
     }
 }
 

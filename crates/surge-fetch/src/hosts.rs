@@ -11,13 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use surge_core::limit::{Limiter, StaticLimiter, Token};
 use tokio::time::Instant;
 
 /// One host's state.
 #[derive(Debug)]
 pub(crate) struct Host {
-    slots: Arc<Semaphore>,
+    slots: StaticLimiter,
     timing: Mutex<Timing>,
     /// Requests holding or waiting for this entry; changed under the
     /// table's lock.
@@ -82,7 +82,7 @@ impl HostTable {
             Some(h) => Arc::clone(h),
             None => {
                 let h = Arc::new(Host {
-                    slots: Arc::new(Semaphore::new(self.per_host)),
+                    slots: StaticLimiter::new(self.per_host),
                     timing: Mutex::new(Timing::default()),
                     users: Default::default(),
                 });
@@ -170,11 +170,8 @@ impl HostGuard {
     }
 
     /// One of the host's slots (waits, first come first served).
-    pub(crate) async fn slot(&self) -> OwnedSemaphorePermit {
-        Arc::clone(&self.host.slots)
-            .acquire_owned()
-            .await
-            .expect("host slots are never closed")
+    pub(crate) async fn slot(&self) -> Token {
+        self.host.slots.acquire().await
     }
 
     /// No new request to this host for `delay` (it said `Retry-After`).

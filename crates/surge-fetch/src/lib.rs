@@ -39,13 +39,12 @@ pub mod engine;
 pub mod error;
 pub mod hosts;
 mod request;
-mod retry;
 pub mod ssrf;
 #[cfg(feature = "task")]
 pub mod task;
 
 pub use body::{BodyOutput, BodySink};
-pub use config::{ConfigError, FetchConfig};
+pub use config::{ConfigError, FetchConfig, ResponseCacheConfig};
 pub use engine::{EngineStats, Fetcher};
 pub use error::{FetchError, FetchErrorKind};
 pub use request::{FetchRequest, Fetched};

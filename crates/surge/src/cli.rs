@@ -88,6 +88,18 @@ pub(crate) struct FetchArgs {
     /// Requests in flight at once to one host [default: --concurrency].
     #[arg(long, value_name = "N")]
     pub(crate) per_host: Option<usize>,
+    /// Make the global limit adaptive: it starts at 10, grows while latency
+    /// stays near its floor, and backs off on latency growth, 429, 503 and
+    /// timeouts, never above --concurrency.
+    #[arg(long)]
+    pub(crate) adaptive: bool,
+    /// Reuse successful GET answers for this many seconds (duplicate URLs
+    /// in the input are fetched once) [default: no cache].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) cache_ttl: Option<f64>,
+    /// Size bound of the response cache in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024, requires = "cache_ttl")]
+    pub(crate) cache_max_bytes: u64,
     /// Request starts per second per host [default: no limit].
     #[arg(long, value_name = "R")]
     pub(crate) rate: Option<f64>,

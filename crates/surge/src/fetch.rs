@@ -105,6 +105,16 @@ impl Settings {
             concurrency: args.concurrency,
             per_host: args.per_host.unwrap_or(args.concurrency),
             per_host_rate: args.rate,
+            adaptive: args
+                .adaptive
+                .then(surge_core::limit::AdaptiveConfig::default),
+            response_cache: match args.cache_ttl {
+                Some(t) => Some(surge_fetch::ResponseCacheConfig {
+                    ttl: seconds("--cache-ttl", t)?,
+                    max_bytes: args.cache_max_bytes,
+                }),
+                None => None,
+            },
             connect_timeout: seconds("--connect-timeout", args.connect_timeout)?,
             request_timeout: seconds("--timeout", args.timeout)?,
             read_timeout: seconds("--read-timeout", args.read_timeout)?,
@@ -260,6 +270,10 @@ struct Summary {
     bytes: u64,
     latency_ms: Latency,
     dns_lookups: u64,
+    retries_refused_by_budget: u64,
+    /// The global limit at the end (moves with --adaptive).
+    limit: usize,
+    cache_hits: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -437,6 +451,9 @@ async fn run_inner(s: Settings) -> anyhow::Result<bool> {
             max: tally.latency_us.max() as f64 / 1000.0,
         },
         dns_lookups: stats.dns.lookups,
+        retries_refused_by_budget: stats.budget_refused,
+        limit: stats.limiter.limit,
+        cache_hits: stats.responses.as_ref().map(|r| r.hits),
     };
     let mut err = std::io::stderr().lock();
     match s.summary {
@@ -479,5 +496,16 @@ fn write_table(w: &mut impl Write, s: &Summary) -> std::io::Result<()> {
         s.http_requests, s.retries, s.redirects
     )?;
     writeln!(w, "| body bytes | {} |", s.bytes)?;
-    writeln!(w, "| DNS lookups | {} |", s.dns_lookups)
+    writeln!(w, "| DNS lookups | {} |", s.dns_lookups)?;
+    if s.retries_refused_by_budget > 0 {
+        writeln!(
+            w,
+            "| retries refused by the budget | {} |",
+            s.retries_refused_by_budget
+        )?;
+    }
+    if let Some(hits) = s.cache_hits {
+        writeln!(w, "| response cache hits | {hits} |")?;
+    }
+    writeln!(w, "| global limit at the end | {} |", s.limit)
 }

@@ -31,7 +31,10 @@ pub(crate) fn task_fetcher(options: KindOptions) -> anyhow::Result<Fetcher> {
         },
         ..FetchConfig::default()
     };
-    Fetcher::new(config).map_err(|e| anyhow::anyhow!("http.fetch engine: {e}"))
+    let fetcher = Fetcher::new(config).map_err(|e| anyhow::anyhow!("http.fetch engine: {e}"))?;
+    // Its limiter and caches show on /stats and the dashboard.
+    fetcher.register(surge_core::observe::Observatory::global(), "http.fetch");
+    Ok(fetcher)
 }
 
 /// `Registry::with_builtins()` plus `http.fetch`.

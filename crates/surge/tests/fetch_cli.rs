@@ -13,9 +13,22 @@ use support::{Server, closed_port};
 fn surge_fetch(args: &[&str], stdin: Option<&str>) -> (Output, Vec<Value>, Value) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_surge"));
     cmd.arg("fetch")
-        .args(["--summary", "json", "--progress", "never", "--backoff-base-ms", "1", "--backoff-cap-ms", "5"])
+        .args([
+            "--summary",
+            "json",
+            "--progress",
+            "never",
+            "--backoff-base-ms",
+            "1",
+            "--backoff-cap-ms",
+            "5",
+        ])
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn surge fetch");
@@ -38,7 +51,10 @@ fn surge_fetch(args: &[&str], stdin: Option<&str>) -> (Output, Vec<Value>, Value
 }
 
 fn by_index(records: &[Value], i: u64) -> &Value {
-    records.iter().find(|r| r["index"] == i).unwrap_or_else(|| panic!("no record {i}"))
+    records
+        .iter()
+        .find(|r| r["index"] == i)
+        .unwrap_or_else(|| panic!("no record {i}"))
 }
 
 async fn run(args: Vec<String>, stdin: Option<String>) -> (Output, Vec<Value>, Value) {
@@ -55,9 +71,21 @@ async fn urls_from_arguments_file_and_stdin_each_get_one_record() {
     let server = Server::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("urls.txt");
-    std::fs::write(&file, format!("# a comment\n{}\n\nnot a url\n{}\n", server.url("/ok"), server.url("/status/404"))).unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "# a comment\n{}\n\nnot a url\n{}\n",
+            server.url("/ok"),
+            server.url("/status/404")
+        ),
+    )
+    .unwrap();
     let (out, records, summary) = run(
-        vec![server.url("/ok"), "--input".into(), file.display().to_string()],
+        vec![
+            server.url("/ok"),
+            "--input".into(),
+            file.display().to_string(),
+        ],
         None,
     )
     .await;
@@ -66,37 +94,70 @@ async fn urls_from_arguments_file_and_stdin_each_get_one_record() {
     assert_eq!(by_index(&records, 0)["status"], 200);
     assert_eq!(by_index(&records, 1)["bytes"], 2);
     let bad = by_index(&records, 2);
-    assert_eq!((bad["error_category"].as_str(), bad["error_kind"].as_str()), (Some("validation"), Some("invalid_url")));
+    assert_eq!(
+        (bad["error_category"].as_str(), bad["error_kind"].as_str()),
+        (Some("validation"), Some("invalid_url"))
+    );
     assert_eq!(bad["url"], "not a url");
     let missing = by_index(&records, 3);
-    assert_eq!((missing["status"].as_u64(), missing["error_category"].as_str()), (Some(404), Some("http_status")));
+    assert_eq!(
+        (
+            missing["status"].as_u64(),
+            missing["error_category"].as_str()
+        ),
+        (Some(404), Some("http_status"))
+    );
     assert_eq!(summary["total"], 4);
     assert_eq!(summary["ok"], 2);
     assert_eq!(summary["failed_by_category"]["validation"], 1);
     assert_eq!(summary["failed_by_category"]["http_status"], 1);
 
-    let urls = (0..50).map(|_| server.url("/ok")).collect::<Vec<_>>().join("\n");
+    let urls = (0..50)
+        .map(|_| server.url("/ok"))
+        .collect::<Vec<_>>()
+        .join("\n");
     let (out, records, summary) = run(vec![], Some(urls)).await;
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(records.len(), 50);
-    let mut seen: Vec<u64> = records.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    let mut seen: Vec<u64> = records
+        .iter()
+        .map(|r| r["index"].as_u64().unwrap())
+        .collect();
     seen.sort_unstable();
     assert_eq!(seen, (0..50).collect::<Vec<_>>());
     assert_eq!(summary["ok"], 50);
-    assert!(summary["latency_ms"]["p99"].as_f64().unwrap() >= summary["latency_ms"]["p50"].as_f64().unwrap());
+    assert!(
+        summary["latency_ms"]["p99"].as_f64().unwrap()
+            >= summary["latency_ms"]["p50"].as_f64().unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_per_host_and_global_limits_hold_through_the_cli() {
     let server = Server::start().await;
-    let urls = (0..60).map(|_| server.url("/slow/20")).collect::<Vec<_>>().join("\n");
-    let (out, records, _) = run(vec!["-c".into(), "50".into(), "--per-host".into(), "3".into()], Some(urls.clone())).await;
+    let urls = (0..60)
+        .map(|_| server.url("/slow/20"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (out, records, _) = run(
+        vec!["-c".into(), "50".into(), "--per-host".into(), "3".into()],
+        Some(urls.clone()),
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(records.len(), 60);
     assert_eq!(server.stats.max_in_flight(), 3);
 
     let server = Server::start().await;
-    let urls = (0..60).map(|_| server.url("/slow/20")).collect::<Vec<_>>().join("\n");
+    let urls = (0..60)
+        .map(|_| server.url("/slow/20"))
+        .collect::<Vec<_>>()
+        .join("\n");
     let (_, records, _) = run(vec!["-c".into(), "5".into()], Some(urls)).await;
     assert_eq!(records.len(), 60);
     assert_eq!(server.stats.max_in_flight(), 5);
@@ -116,14 +177,30 @@ async fn every_failure_is_recorded_in_its_category_with_its_attempts() {
         "ftp://example.com/".to_owned(),
     ]
     .join("\n");
-    let args = ["--retries", "2", "--read-timeout", "0.3", "--max-body-bytes", "1000", "--max-redirects", "3"];
+    let args = [
+        "--retries",
+        "2",
+        "--read-timeout",
+        "0.3",
+        "--max-body-bytes",
+        "1000",
+        "--max-redirects",
+        "3",
+    ];
     let (_, records, summary) = run(args.iter().map(|s| s.to_string()).collect(), Some(urls)).await;
     let got = |i: u64| {
         let r = by_index(&records, i);
-        (r["error_category"].as_str().map(str::to_owned), r["attempts"].as_u64().unwrap())
+        (
+            r["error_category"].as_str().map(str::to_owned),
+            r["attempts"].as_u64().unwrap(),
+        )
     };
     assert_eq!(got(0), (None, 3), "two 500s, then 200");
-    assert_eq!(got(1), (Some("http_status".into()), 1), "501 is not retried");
+    assert_eq!(
+        got(1),
+        (Some("http_status".into()), 1),
+        "501 is not retried"
+    );
     assert_eq!(got(2), (Some("network".into()), 3));
     assert_eq!(got(3), (Some("timeout".into()), 3));
     assert_eq!(got(4), (Some("network".into()), 3));
@@ -135,17 +212,37 @@ async fn every_failure_is_recorded_in_its_category_with_its_attempts() {
     assert_eq!(server.stats.arrivals("burst").len(), 3);
     assert_eq!(server.stats.arrivals("d").len(), 3);
     let by_cat = &summary["failed_by_category"];
-    assert_eq!((by_cat["http_status"].as_u64(), by_cat["network"].as_u64(), by_cat["timeout"].as_u64(), by_cat["validation"].as_u64()), (Some(2), Some(2), Some(1), Some(2)));
+    assert_eq!(
+        (
+            by_cat["http_status"].as_u64(),
+            by_cat["network"].as_u64(),
+            by_cat["timeout"].as_u64(),
+            by_cat["validation"].as_u64()
+        ),
+        (Some(2), Some(2), Some(1), Some(2))
+    );
     assert_eq!(summary["ok"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_only_refuses_loopback_and_sends_nothing() {
     let server = Server::start().await;
-    let (out, records, _) = run(vec!["--public-only".into(), server.url("/ok"), format!("http://localhost:{}/ok", server.addr.port())], None).await;
+    let (out, records, _) = run(
+        vec![
+            "--public-only".into(),
+            server.url("/ok"),
+            format!("http://localhost:{}/ok", server.addr.port()),
+        ],
+        None,
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1));
     for r in &records {
-        assert_eq!((r["error_category"].as_str(), r["error_kind"].as_str()), (Some("validation"), Some("address_refused")), "{r}");
+        assert_eq!(
+            (r["error_category"].as_str(), r["error_kind"].as_str()),
+            (Some("validation"), Some("address_refused")),
+            "{r}"
+        );
     }
     assert_eq!(server.stats.requests(), 0);
 }
@@ -154,10 +251,27 @@ async fn public_only_refuses_loopback_and_sends_nothing() {
 async fn bodies_are_hashed_or_saved_on_request() {
     let server = Server::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (_, records, _) = run(vec!["--body".into(), "sha256".into(), server.url("/ok")], None).await;
-    assert_eq!(records[0]["sha256"], "2689367b205c16ce32ed4200942b8b8b1e262dfc70d9bc9fbc77c49699a4f1df");
+    let (_, records, _) = run(
+        vec!["--body".into(), "sha256".into(), server.url("/ok")],
+        None,
+    )
+    .await;
+    assert_eq!(
+        records[0]["sha256"],
+        "2689367b205c16ce32ed4200942b8b8b1e262dfc70d9bc9fbc77c49699a4f1df"
+    );
     let save = dir.path().join("bodies");
-    let (_, records, _) = run(vec!["--body".into(), "save".into(), "--save-dir".into(), save.display().to_string(), server.url("/bytes/5000")], None).await;
+    let (_, records, _) = run(
+        vec![
+            "--body".into(),
+            "save".into(),
+            "--save-dir".into(),
+            save.display().to_string(),
+            server.url("/bytes/5000"),
+        ],
+        None,
+    )
+    .await;
     let file = records[0]["file"].as_str().unwrap();
     assert_eq!(std::fs::metadata(file).unwrap().len(), 5000);
 }

@@ -23,7 +23,12 @@ async fn finished(server: &Server, id: &str) -> Value {
 }
 
 async fn submit(server: &Server, args: Value) -> String {
-    let resp = server.post_json("/tasks", &json!({"kind": "http.fetch", "args": args, "max_retries": 0})).await;
+    let resp = server
+        .post_json(
+            "/tasks",
+            &json!({"kind": "http.fetch", "args": args, "max_retries": 0}),
+        )
+        .await;
     resp.expect_status(201);
     resp.json()["task"]["id"].as_str().unwrap().to_owned()
 }
@@ -41,8 +46,10 @@ async fn bad_args_are_refused_at_submission() {
         json!({"url": "http://example.com/", "max_body_bytes": 0}),
         json!({"url": "http://example.com/", "surprise": true}),
     ] {
-        let resp = server.post_json("/tasks", &json!({"kind": "http.fetch", "args": args})).await;
-        assert_eq!(resp.status, 422, "{args}: {}", resp.body);
+        let resp = server
+            .post_json("/tasks", &json!({"kind": "http.fetch", "args": args}))
+            .await;
+        assert_eq!(resp.status, 422, "{args}: {}", resp.text);
     }
 }
 
@@ -56,16 +63,31 @@ async fn private_addresses_are_refused_by_default() {
     assert_eq!(task["error"]["category"], "validation", "{task}");
     assert_eq!(task["error"]["retryable"], false);
     // Also when a redirect leads there.
-    let id = submit(&server, json!({"url": format!("http://localhost:{}/ok", target.addr.port())})).await;
-    assert_eq!(finished(&server, &id).await["error"]["category"], "validation");
+    let id = submit(
+        &server,
+        json!({"url": format!("http://localhost:{}/ok", target.addr.port())}),
+    )
+    .await;
+    assert_eq!(
+        finished(&server, &id).await["error"]["category"],
+        "validation"
+    );
     assert_eq!(target.stats.requests(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_private_allowed_the_result_holds_what_was_fetched() {
     let target = support::Server::start().await;
-    let server = Server::start(Backend::Sqlite, &["--workers", "2", "--fetch-allow-private"]).await;
-    let id = submit(&server, json!({"url": target.url("/redirect/chain/1"), "keep_body": true})).await;
+    let server = Server::start(
+        Backend::Sqlite,
+        &["--workers", "2", "--fetch-allow-private"],
+    )
+    .await;
+    let id = submit(
+        &server,
+        json!({"url": target.url("/redirect/chain/1"), "keep_body": true}),
+    )
+    .await;
     let task = finished(&server, &id).await;
     assert_eq!(task["state"], "succeeded", "{task}");
     let r = &task["result"];
@@ -80,12 +102,30 @@ async fn with_private_allowed_the_result_holds_what_was_fetched() {
     // An error status fails the task with its category; a 503 may be retried.
     let id = submit(&server, json!({"url": target.url("/status/404")})).await;
     let task = finished(&server, &id).await;
-    assert_eq!((task["error"]["category"].as_str(), task["error"]["retryable"].as_bool()), (Some("http_status"), Some(false)), "{task}");
+    assert_eq!(
+        (
+            task["error"]["category"].as_str(),
+            task["error"]["retryable"].as_bool()
+        ),
+        (Some("http_status"), Some(false)),
+        "{task}"
+    );
     let id = submit(&server, json!({"url": target.url("/status/503")})).await;
     let task = finished(&server, &id).await;
-    assert_eq!((task["error"]["category"].as_str(), task["error"]["retryable"].as_bool()), (Some("http_status"), Some(true)), "{task}");
+    assert_eq!(
+        (
+            task["error"]["category"].as_str(),
+            task["error"]["retryable"].as_bool()
+        ),
+        (Some("http_status"), Some(true)),
+        "{task}"
+    );
     // fail_on_status: false keeps it a result.
-    let id = submit(&server, json!({"url": target.url("/status/404"), "fail_on_status": false})).await;
+    let id = submit(
+        &server,
+        json!({"url": target.url("/status/404"), "fail_on_status": false}),
+    )
+    .await;
     let task = finished(&server, &id).await;
     assert_eq!(task["state"], "succeeded");
     assert_eq!(task["result"]["error"]["kind"], "status");

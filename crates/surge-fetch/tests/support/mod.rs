@@ -184,6 +184,15 @@ async fn handle(
             full(num(2) as u16, "counted")
         }
         "status" => full(num(1) as u16, "status"),
+        // /capacity/K/MS: more than K at once get 503; the rest wait MS.
+        "capacity" => {
+            if stats.in_flight.load(Ordering::SeqCst) as u64 > num(1) {
+                full(503, "over capacity")
+            } else {
+                tokio::time::sleep(Duration::from_millis(num(2))).await;
+                full(200, "within capacity")
+            }
+        }
         // /bytes/N: N bytes in 64 KiB chunks.
         "bytes" => {
             let total = num(1);
