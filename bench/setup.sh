@@ -13,6 +13,7 @@ if [[ $(id -u) != 0 ]]; then SUDO="sudo"; fi
 
 apt_pkgs=()
 command -v wrk >/dev/null || apt_pkgs+=(wrk)
+command -v nginx >/dev/null || apt_pkgs+=(nginx-light)  # bench/fetch.sh's endpoint
 command -v curl >/dev/null || apt_pkgs+=(curl)
 command -v psql >/dev/null || apt_pkgs+=(postgresql-client)
 command -v redis-server >/dev/null || apt_pkgs+=(redis-server)

@@ -30,6 +30,151 @@ pub(crate) enum Command {
     /// Measure surge on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Fetch many URLs at once: one JSONL record per URL, a summary at the
+    /// end (exit 1 when any URL failed, 2 on bad flags).
+    Fetch(FetchArgs),
+}
+
+/// What `surge fetch` does with response bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BodyMode {
+    /// Count the bytes and drop them.
+    Discard,
+    /// Count and hash them (SHA-256 in the record).
+    Sha256,
+    /// Write each body to --save-dir (file name in the record).
+    Save,
+}
+
+/// Where `surge fetch` prints its summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SummaryFormat {
+    /// A table on stderr.
+    Table,
+    /// One JSON object on stderr.
+    Json,
+    /// None.
+    None,
+}
+
+/// When `surge fetch` draws a progress bar (on stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProgressMode {
+    /// When stderr is a terminal.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// `surge fetch` flags.
+#[derive(Debug, Args)]
+pub(crate) struct FetchArgs {
+    /// URLs to fetch (before those of --input).
+    #[arg(value_name = "URL")]
+    pub(crate) urls: Vec<String>,
+    /// File of URLs, one per line ('-': stdin; blank lines and lines
+    /// starting with '#' are skipped) [default: stdin when no URL is
+    /// given].
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) input: Option<PathBuf>,
+    /// Write the JSONL records here [default: stdout].
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Requests in flight at once, in all.
+    #[arg(short, long, value_name = "N", default_value_t = 100)]
+    pub(crate) concurrency: usize,
+    /// Requests in flight at once to one host [default: --concurrency].
+    #[arg(long, value_name = "N")]
+    pub(crate) per_host: Option<usize>,
+    /// Make the global limit adaptive: it starts at 10, grows while latency
+    /// stays near its floor, and backs off on latency growth, 429, 503 and
+    /// timeouts, never above --concurrency.
+    #[arg(long)]
+    pub(crate) adaptive: bool,
+    /// Reuse successful GET answers for this many seconds (duplicate URLs
+    /// in the input are fetched once) [default: no cache].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) cache_ttl: Option<f64>,
+    /// Size bound of the response cache in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024, requires = "cache_ttl")]
+    pub(crate) cache_max_bytes: u64,
+    /// Request starts per second per host [default: no limit].
+    #[arg(long, value_name = "R")]
+    pub(crate) rate: Option<f64>,
+    /// Seconds to connect (TCP and TLS).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub(crate) connect_timeout: f64,
+    /// Seconds one attempt may take, body included.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub(crate) timeout: f64,
+    /// Seconds of silence allowed while waiting for or reading an answer.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub(crate) read_timeout: f64,
+    /// Retries after the first attempt (only for network errors, timeouts,
+    /// 408, 429 and 5xx except 501).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub(crate) retries: u32,
+    /// First backoff in milliseconds (full jitter, doubling per retry).
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub(crate) backoff_base_ms: u64,
+    /// Largest backoff in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub(crate) backoff_cap_ms: u64,
+    /// Longest Retry-After waited for, in seconds (longer: the error is
+    /// recorded instead).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub(crate) max_retry_after: u64,
+    /// Redirects followed at most.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub(crate) max_redirects: u32,
+    /// Largest body in bytes (after decompression).
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub(crate) max_body_bytes: u64,
+    /// HTTP method.
+    #[arg(short = 'X', long, default_value = "GET")]
+    pub(crate) method: String,
+    /// A request header, 'Name: value' (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub(crate) headers: Vec<String>,
+    /// A JSON body (sets Content-Type: application/json).
+    #[arg(long, value_name = "JSON", conflicts_with = "data")]
+    pub(crate) json: Option<String>,
+    /// A raw body.
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) data: Option<String>,
+    /// User-Agent [default: surge/VERSION].
+    #[arg(long, value_name = "UA")]
+    pub(crate) user_agent: Option<String>,
+    /// Relative URLs are joined to this.
+    #[arg(long, value_name = "URL")]
+    pub(crate) base_url: Option<String>,
+    /// What to do with bodies.
+    #[arg(long, value_enum, default_value = "discard")]
+    pub(crate) body: BodyMode,
+    /// Folder for --body save (one file per URL, named by its input line).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) save_dir: Option<PathBuf>,
+    /// Speak HTTP/2 to http:// URLs without negotiation (h2c).
+    #[arg(long)]
+    pub(crate) http2: bool,
+    /// Do not ask for compressed bodies.
+    #[arg(long)]
+    pub(crate) no_decompress: bool,
+    /// Refuse private, loopback, link-local, CGNAT and metadata addresses
+    /// (as work submitted over the API is).
+    #[arg(long)]
+    pub(crate) public_only: bool,
+    /// With --public-only, still allow this network (CIDR; repeatable).
+    #[arg(long, value_name = "CIDR", requires = "public_only")]
+    pub(crate) allow_net: Vec<String>,
+    /// Progress bar on stderr.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) progress: ProgressMode,
+    /// The summary at the end.
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) summary: SummaryFormat,
 }
 
 /// `surge bench …`.
@@ -150,6 +295,10 @@ pub(crate) struct WorkerArgs {
     /// Do not fire cron schedules from this worker.
     #[arg(long, env = "SURGE_NO_SCHEDULER")]
     pub(crate) no_scheduler: bool,
+    /// Let http.fetch tasks reach private, loopback, link-local, CGNAT and
+    /// cloud-metadata addresses (refused by default).
+    #[arg(long, env = "SURGE_FETCH_ALLOW_PRIVATE")]
+    pub(crate) fetch_allow_private: bool,
     /// Log format on stderr.
     #[arg(long, env = "SURGE_LOG_FORMAT", value_enum, default_value = "human")]
     pub(crate) log_format: LogFormat,
@@ -375,6 +524,12 @@ pub(crate) struct ServeArgs {
     /// Seconds a worker lease lives without a heartbeat [default: 10].
     #[arg(long, env = "SURGE_LEASE_TTL", value_name = "SECS")]
     pub(crate) lease_ttl: Option<f64>,
+
+    /// Let http.fetch tasks reach private, loopback, link-local, CGNAT and
+    /// cloud-metadata addresses (refused by default: tasks arrive over the
+    /// API).
+    #[arg(long, env = "SURGE_FETCH_ALLOW_PRIVATE")]
+    pub(crate) fetch_allow_private: bool,
 
     /// Log format on stderr [default: human].
     #[arg(long, env = "SURGE_LOG_FORMAT", value_enum)]

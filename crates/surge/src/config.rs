@@ -33,6 +33,7 @@ struct FileConfig {
     workers: Option<usize>,
     queues: Option<Vec<String>>,
     lease_ttl: Option<f64>,
+    fetch_allow_private: Option<bool>,
 }
 
 /// Everything `surge serve` needs, validated.
@@ -49,6 +50,8 @@ pub(crate) struct ServeSettings {
     pub(crate) broker_url: String,
     /// Embedded workers; `None` when `--workers 0`.
     pub(crate) worker: Option<surge_queue::WorkerConfig>,
+    /// What task kinds may reach.
+    pub(crate) kinds: crate::kinds::KindOptions,
 }
 
 impl ServeSettings {
@@ -118,7 +121,12 @@ impl ServeSettings {
                 .unwrap_or_else(|| vec![surge_queue::DEFAULT_QUEUE.to_owned()]);
             Some(worker_config(workers, queues, lease_ttl, shutdown_grace)?)
         };
+        let kinds = crate::kinds::KindOptions {
+            fetch_allow_private: args.fetch_allow_private
+                || file.fetch_allow_private.unwrap_or(false),
+        };
         Ok(ServeSettings {
+            kinds,
             bind,
             database_url,
             broker_url,

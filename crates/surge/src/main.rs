@@ -5,6 +5,8 @@ mod bench_queue;
 mod bench_report;
 mod cli;
 mod config;
+mod fetch;
+mod kinds;
 mod logging;
 mod queue;
 mod serve;
@@ -55,6 +57,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Bench(BenchCommand::Report(args)) => bench_report::run(args),
+        Command::Fetch(args) => match fetch::Settings::resolve(args) {
+            Ok(settings) => return runtime.block_on(fetch::run(settings)),
+            Err(e) => {
+                eprintln!("surge fetch: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

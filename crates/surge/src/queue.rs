@@ -106,7 +106,9 @@ pub(crate) async fn run_worker(args: WorkerArgs, config: WorkerConfig) -> anyhow
     logging::init(args.log_format, args.log_level.as_deref())?;
     let pool = u32::try_from(config.concurrency.clamp(4, 32)).unwrap_or(16);
     let broker = connect(&args.broker.broker, pool, None).await?;
-    let registry = Arc::new(Registry::with_builtins());
+    let registry = Arc::new(crate::kinds::registry(crate::kinds::KindOptions {
+        fetch_allow_private: args.fetch_allow_private,
+    })?);
     let worker = worker(
         broker,
         &args.broker.broker,
@@ -169,7 +171,10 @@ fn parse_id(text: &str) -> anyhow::Result<surge_queue::TaskId> {
 
 async fn client(broker: &BrokerArgs) -> anyhow::Result<Client<AnyBroker>> {
     let b = connect(&broker.broker, 2, None).await?;
-    Ok(Client::new(b, Arc::new(Registry::with_builtins())))
+    Ok(Client::new(
+        b,
+        Arc::new(crate::kinds::registry(crate::kinds::KindOptions::default())?),
+    ))
 }
 
 /// `surge task …`.

@@ -7,7 +7,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use std::sync::Arc;
 
-use surge_queue::{Broker, Client, PublishRetry, Registry};
+use surge_queue::{Broker, Client, PublishRetry};
 use surge_server::{AppState, Queue, router};
 use surge_store::Database;
 use tokio::net::TcpListener;
@@ -31,7 +31,7 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         Some(settings.pool.acquire_timeout),
     )
     .await?;
-    let registry = Arc::new(Registry::with_builtins());
+    let registry = Arc::new(crate::kinds::registry(settings.kinds)?);
     // A submission retries an unavailable broker a few times, not the six
     // times of a background publisher: each try may wait the acquire
     // timeout, and together they must end well within the request timeout

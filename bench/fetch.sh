@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Reproducible benchmark of `surge fetch` (issue 4).
+#
+# One fast local endpoint (nginx, `return 200 "ok\n"`, one worker), then in
+# one run and on the same endpoint:
+#   surge     surge fetch of N URLs at concurrency C (records to /dev/null)
+#   aiohttp   the seed's semaphore-bounded aiohttp fetcher (shared/peers/aiohttp_fetch.py)
+#   wrk       wrk at C connections: the load-generator limit
+# each BENCH_ROUNDS times, interleaved; then surge's peak RSS at N and 10×N
+# URLs (read lazily from a file). Prints a markdown report (medians, ratios
+# against the goals) to stdout and to bench/out/fetch-<UTC date>.md.
+#
+# Install the tools first: bench/setup.sh (wrk, nginx, aiohttp).
+#
+# Settings (environment):
+#   BENCH_N=50000         URLs per run
+#   BENCH_C=100           concurrency (surge -c, aiohttp's semaphore, wrk connections)
+#   BENCH_ROUNDS=3        rounds
+#   BENCH_WRK_THREADS=2   wrk threads
+#   BENCH_WRK_DURATION=5  seconds per wrk run
+#   BENCH_SKIP_BUILD=1    use target/release/surge as it is
+#   SURGE_BENCH_PEERS     folder of the Python peers (default: ../shared/peers beside the repo)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PEERS=${SURGE_BENCH_PEERS:-$ROOT/../shared/peers}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+N=${BENCH_N:-50000}
+C=${BENCH_C:-100}
+ROUNDS=${BENCH_ROUNDS:-3}
+WRK_THREADS=${BENCH_WRK_THREADS:-2}
+WRK_DURATION=${BENCH_WRK_DURATION:-5}
+COMMAND="$0${*:+ $*}"
+for v in BENCH_N BENCH_C BENCH_ROUNDS BENCH_WRK_THREADS BENCH_WRK_DURATION BENCH_SKIP_BUILD SURGE_BENCH_PEERS; do
+  if [[ -n "${!v+x}" ]]; then COMMAND="$v=\"${!v}\" $COMMAND"; fi
+done
+
+say() { printf '[fetch.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+for tool in wrk nginx python3 /usr/bin/time; do
+  command -v "$tool" >/dev/null || die "$tool not found; run bench/setup.sh"
+done
+[[ -f "$PEERS/aiohttp_fetch.py" ]] || die "aiohttp_fetch.py not found in $PEERS"
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$ROOT/bench/out"
+OUT_MD="$ROOT/bench/out/fetch-$STAMP.md"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/surge-bench-fetch.XXXXXX")
+NGINX_PID=""
+cleanup() {
+  if [[ -n "$NGINX_PID" ]]; then kill -TERM "$NGINX_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+  say "building surge (release)"
+  (cd "$ROOT" && cargo build --release --locked -p surge >&2)
+fi
+SURGE="$TARGET_DIR/release/surge"
+[[ -x "$SURGE" ]] || die "$SURGE not built"
+
+# ---------------------------------------------------------------- endpoint
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$WORK/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$PORT;
+    location / { return 200 "ok\n"; }
+  }
+}
+NGINX
+nginx -c "$WORK/nginx.conf" -p "$WORK" >/dev/null 2>&1 &
+NGINX_PID=$!
+URL="http://127.0.0.1:$PORT/"
+for _ in $(seq 50); do curl -fs "$URL" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fs "$URL" >/dev/null || die "nginx did not start (see $WORK/nginx-error.log)"
+
+python3 - "$URL" "$N" "$WORK" <<'PY'
+import sys
+url, n, work = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+for name, count in (("n", n), ("10n", 10 * n)):
+    with open(f"{work}/urls-{name}.txt", "w") as f:
+        f.write((url + "\n") * count)
+PY
+
+# ---------------------------------------------------------------- runs
+RESULTS="$WORK/results.txt"
+: >"$RESULTS"
+surge_run() { # $1 = url file; prints "req/s rss_kib ok"
+  /usr/bin/time -f '%M' -o "$WORK/time.txt" "$SURGE" fetch -i "$1" -o /dev/null -c "$C" \
+    --summary json --progress never 2>"$WORK/summary.txt" || true
+  python3 - "$WORK/summary.txt" "$WORK/time.txt" <<'PY'
+import json, sys
+summary = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")][-1]
+rss = int(open(sys.argv[2]).read().strip().splitlines()[-1])
+print(f'{summary["requests_per_second"]:.0f} {rss} {summary["ok"]}')
+PY
+}
+for r in $(seq "$ROUNDS"); do
+  say "round $r/$ROUNDS: load $(cut -d' ' -f1-3 /proc/loadavg)"
+  read -r rps rss ok < <(surge_run "$WORK/urls-n.txt")
+  [[ "$ok" == "$N" ]] || say "warning: surge: only $ok of $N ok"
+  echo "surge $r $rps" >>"$RESULTS"
+  line=$(python3 "$PEERS/aiohttp_fetch.py" "$URL" "$N" "$C")
+  echo "aiohttp $r $(sed -E 's/.* ([0-9]+) req\/s.*/\1/' <<<"$line")" >>"$RESULTS"
+  wrk_rps=$(wrk -t"$WRK_THREADS" -c"$C" -d"${WRK_DURATION}s" "$URL" | awk '/Requests\/sec/ {printf "%.0f", $2}')
+  echo "wrk $r $wrk_rps" >>"$RESULTS"
+  say "  surge $rps req/s, aiohttp $(tail -2 "$RESULTS" | head -1 | cut -d' ' -f3), wrk $wrk_rps"
+done
+say "peak RSS at $N and $((10 * N)) URLs"
+read -r _ rss_n _ < <(surge_run "$WORK/urls-n.txt")
+read -r _ rss_10n ok10 < <(surge_run "$WORK/urls-10n.txt")
+[[ "$ok10" == "$((10 * N))" ]] || say "warning: surge at 10N: only $ok10 ok"
+
+# ---------------------------------------------------------------- report
+python3 - "$RESULTS" "$N" "$C" "$ROUNDS" "$rss_n" "$rss_10n" "$COMMAND" "$WRK_THREADS" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY' | tee "$OUT_MD"
+import statistics, sys
+results, n, c, rounds, rss_n, rss_10n, command, wrk_threads, cpus, load = sys.argv[1:]
+runs = {}
+for line in open(results):
+    who, r, rps = line.split()
+    runs.setdefault(who, []).append(float(rps))
+med = {k: statistics.median(v) for k, v in runs.items()}
+n, rss_n, rss_10n = int(n), int(rss_n) / 1024, int(rss_10n) / 1024
+vs_aiohttp = med["surge"] / med["aiohttp"]
+vs_wrk = med["surge"] / med["wrk"]
+growth = rss_10n / rss_n
+print(f"## surge fetch: {n:,} GETs of a local nginx `return 200` at concurrency {c}\n")
+print(f"Command: `{command}`; {cpus} CPUs shared by nginx (1 worker), the client and wrk; "
+      f"medians of {rounds} rounds; load average at the end {load}.\n")
+print("| client | req/s (median) | rounds |")
+print("|---|---:|---|")
+for who in ("surge", "aiohttp", "wrk"):
+    label = {"surge": "surge fetch", "aiohttp": "aiohttp peer", "wrk": f"wrk -t{wrk_threads} (load-generator limit)"}[who]
+    print(f"| {label} | {med[who]:,.0f} | {', '.join(f'{x:,.0f}' for x in runs[who])} |")
+print()
+print("| goal | measured | |")
+print("|---|---:|---|")
+print(f"| ≥ 5× aiohttp | {vs_aiohttp:.2f}× | {'met' if vs_aiohttp >= 5 else 'missed'} |")
+print(f"| ≥ 70% of wrk | {100 * vs_wrk:.0f}% | {'met' if vs_wrk >= 0.7 else 'missed'} |")
+print(f"| peak RSS flat from {n:,} to {10 * n:,} URLs | {rss_n:.1f} → {rss_10n:.1f} MiB ({growth:.2f}×) | {'met' if growth <= 1.25 else 'missed'} |")
+PY
+say "report written to $OUT_MD"

@@ -1,0 +1,511 @@
+//! `surge fetch`: URLs in (arguments, a file or stdin, read lazily), one
+//! JSONL record per URL out, a progress bar and a summary.
+//!
+//! Memory stays flat whatever the number of URLs: the reader hands URLs
+//! over a bounded channel, at most `2 × concurrency` fetches exist at once,
+//! records are written as they finish (in completion order, with their
+//! input `index`), and latency goes into an HDR histogram.
+
+use std::io::{BufRead, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use surge_core::ErrorCategory;
+use surge_fetch::{
+    AddressPolicy, BodyOutput, BodySink, FetchConfig, FetchRequest, Fetched, Fetcher,
+};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::cli::{BodyMode, FetchArgs, ProgressMode, SummaryFormat};
+
+/// `surge fetch`'s settings, validated.
+pub(crate) struct Settings {
+    config: FetchConfig,
+    urls: Vec<String>,
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+    method: Method,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+    body_mode: BodyMode,
+    save_dir: Option<PathBuf>,
+    progress: bool,
+    summary: SummaryFormat,
+}
+
+fn seconds(flag: &str, s: f64) -> anyhow::Result<Duration> {
+    if s.is_finite() && s > 0.0 && s <= 86_400.0 {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        bail!("{flag} must be a number of seconds in (0, 86400], got {s}")
+    }
+}
+
+impl Settings {
+    pub(crate) fn resolve(args: FetchArgs) -> anyhow::Result<Settings> {
+        if args.concurrency == 0 {
+            bail!("--concurrency must be at least 1");
+        }
+        let method = Method::from_bytes(args.method.as_bytes())
+            .with_context(|| format!("--method {:?} is not an HTTP method", args.method))?;
+        let mut headers = HeaderMap::new();
+        for h in &args.headers {
+            let (name, value) = h
+                .split_once(':')
+                .with_context(|| format!("--header {h:?}: expected 'Name: value'"))?;
+            let name = HeaderName::from_bytes(name.trim().as_bytes())
+                .with_context(|| format!("--header {h:?}: bad header name"))?;
+            let value = HeaderValue::from_str(value.trim())
+                .with_context(|| format!("--header {h:?}: bad header value"))?;
+            headers.append(name, value);
+        }
+        let body = match (&args.json, &args.data) {
+            (Some(json), _) => {
+                let v: serde_json::Value =
+                    serde_json::from_str(json).context("--json is not valid JSON")?;
+                headers
+                    .entry(http::header::CONTENT_TYPE)
+                    .or_insert(HeaderValue::from_static("application/json"));
+                bytes::Bytes::from(v.to_string())
+            }
+            (None, Some(data)) => bytes::Bytes::from(data.clone()),
+            (None, None) => bytes::Bytes::new(),
+        };
+        if args.body == BodyMode::Save {
+            let Some(dir) = &args.save_dir else {
+                bail!("--body save needs --save-dir DIR");
+            };
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create --save-dir {}", dir.display()))?;
+        }
+        let mut policy = if args.public_only {
+            AddressPolicy::public_only()
+        } else {
+            AddressPolicy::allow_all()
+        };
+        for net in &args.allow_net {
+            policy = policy.allowing(
+                net.parse()
+                    .with_context(|| format!("--allow-net {net:?} is not a CIDR network"))?,
+            );
+        }
+        let base_url = match &args.base_url {
+            Some(b) => Some(url::Url::parse(b).with_context(|| format!("--base-url {b:?}"))?),
+            None => None,
+        };
+        let defaults = FetchConfig::default();
+        let config = FetchConfig {
+            concurrency: args.concurrency,
+            per_host: args.per_host.unwrap_or(args.concurrency),
+            per_host_rate: args.rate,
+            adaptive: args
+                .adaptive
+                .then(surge_core::limit::AdaptiveConfig::default),
+            response_cache: match args.cache_ttl {
+                Some(t) => Some(surge_fetch::ResponseCacheConfig {
+                    ttl: seconds("--cache-ttl", t)?,
+                    max_bytes: args.cache_max_bytes,
+                }),
+                None => None,
+            },
+            connect_timeout: seconds("--connect-timeout", args.connect_timeout)?,
+            request_timeout: seconds("--timeout", args.timeout)?,
+            read_timeout: seconds("--read-timeout", args.read_timeout)?,
+            max_retries: args.retries,
+            backoff_base: Duration::from_millis(args.backoff_base_ms),
+            backoff_cap: Duration::from_millis(args.backoff_cap_ms),
+            max_retry_after: Duration::from_secs(args.max_retry_after),
+            max_redirects: args.max_redirects,
+            max_body_bytes: args.max_body_bytes,
+            address_policy: policy,
+            user_agent: args
+                .user_agent
+                .clone()
+                .unwrap_or(defaults.user_agent.clone()),
+            base_url,
+            http2_prior_knowledge: args.http2,
+            decompress: !args.no_decompress,
+            ..defaults
+        };
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
+        let input = match (&args.input, args.urls.is_empty()) {
+            (Some(p), _) => Some(p.clone()),
+            (None, true) if std::io::stdin().is_terminal() => {
+                bail!("no URLs: give them as arguments, with --input FILE, or on stdin")
+            }
+            (None, true) => Some(PathBuf::from("-")),
+            (None, false) => None,
+        };
+        let progress = match args.progress {
+            ProgressMode::Always => true,
+            ProgressMode::Never => false,
+            ProgressMode::Auto => std::io::stderr().is_terminal(),
+        };
+        Ok(Settings {
+            config,
+            urls: args.urls,
+            input,
+            output: args.output,
+            method,
+            headers,
+            body,
+            body_mode: args.body,
+            save_dir: args.save_dir,
+            progress,
+            summary: args.summary,
+        })
+    }
+}
+
+/// One JSONL record.
+#[derive(Serialize)]
+struct Record<'a> {
+    index: u64,
+    url: &'a str,
+    final_url: Option<&'a str>,
+    status: Option<u16>,
+    bytes: u64,
+    content_type: Option<&'a str>,
+    elapsed_ms: f64,
+    attempts: u32,
+    redirects: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
+    error_category: Option<&'static str>,
+    error_kind: Option<&'static str>,
+    error: Option<&'a str>,
+    retryable: Option<bool>,
+}
+
+fn record(index: u64, f: &Fetched) -> Record<'_> {
+    let (sha256, file) = match &f.body {
+        BodyOutput::Sha256(h) => (Some(h.as_str()), None),
+        BodyOutput::File(p) => (None, Some(p.display().to_string())),
+        _ => (None, None),
+    };
+    Record {
+        index,
+        url: &f.url,
+        final_url: f.final_url.as_deref(),
+        status: f.status,
+        bytes: f.bytes,
+        content_type: f.content_type.as_deref(),
+        elapsed_ms: (f.elapsed.as_secs_f64() * 1e6).round() / 1e3,
+        attempts: f.attempts,
+        redirects: f.redirects,
+        sha256,
+        file,
+        error_category: f.error.as_ref().map(|e| e.category().as_str()),
+        error_kind: f.error.as_ref().map(|e| e.kind().as_str()),
+        error: f.error.as_ref().map(|e| e.message()),
+        retryable: f.error.as_ref().map(|e| e.retryable()),
+    }
+}
+
+/// Counts for the summary.
+struct Tally {
+    total: u64,
+    ok: u64,
+    failed: [u64; ErrorCategory::ALL.len()],
+    bytes: u64,
+    attempts: u64,
+    latency_us: Histogram<u64>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            total: 0,
+            ok: 0,
+            failed: [0; ErrorCategory::ALL.len()],
+            bytes: 0,
+            attempts: 0,
+            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds"),
+        }
+    }
+
+    fn add(&mut self, f: &Fetched) {
+        self.total += 1;
+        self.bytes += f.bytes;
+        self.attempts += u64::from(f.attempts);
+        match &f.error {
+            None => self.ok += 1,
+            Some(e) => {
+                let i = ErrorCategory::ALL
+                    .iter()
+                    .position(|c| *c == e.category())
+                    .unwrap_or(0);
+                self.failed[i] += 1;
+            }
+        }
+        let us = u64::try_from(f.elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.latency_us.saturating_record(us);
+    }
+}
+
+#[derive(Serialize)]
+struct Summary {
+    total: u64,
+    ok: u64,
+    failed: u64,
+    failed_by_category: std::collections::BTreeMap<&'static str, u64>,
+    seconds: f64,
+    requests_per_second: f64,
+    http_requests: u64,
+    retries: u64,
+    redirects: u64,
+    bytes: u64,
+    latency_ms: Latency,
+    dns_lookups: u64,
+    retries_refused_by_budget: u64,
+    /// The global limit at the end (moves with --adaptive).
+    limit: usize,
+    cache_hits: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Latency {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+/// Runs `surge fetch`: 0 when every URL succeeded, 1 when any failed.
+pub(crate) async fn run(settings: Settings) -> ExitCode {
+    match run_inner(settings).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("surge fetch: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_inner(s: Settings) -> anyhow::Result<bool> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let fetcher = Fetcher::new(s.config.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let concurrency = s.config.concurrency;
+
+    let out: Box<dyn Write + Send> = match &s.output {
+        Some(p) => Box::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut out = BufWriter::with_capacity(64 * 1024, out);
+
+    // URLs: arguments first, then the input, read on a blocking thread and
+    // handed over a bounded channel (never all in memory).
+    let (url_tx, mut url_rx) = mpsc::channel::<(u64, String)>(1024);
+    let args_urls = s.urls.clone();
+    let input = s.input.clone();
+    let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut index = 0u64;
+        for u in args_urls {
+            if url_tx.blocking_send((index, u)).is_err() {
+                return Ok(());
+            }
+            index += 1;
+        }
+        let Some(path) = input else { return Ok(()) };
+        let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+            Box::new(std::io::BufReader::new(std::io::stdin()))
+        } else {
+            Box::new(std::io::BufReader::new(
+                std::fs::File::open(&path)
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+            ))
+        };
+        for line in reader.lines() {
+            let line = line.context("cannot read the URLs")?;
+            let url = line.trim();
+            if url.is_empty() || url.starts_with('#') {
+                continue;
+            }
+            if url_tx.blocking_send((index, url.to_owned())).is_err() {
+                return Ok(());
+            }
+            index += 1;
+        }
+        Ok(())
+    });
+
+    let progress = if s.progress {
+        let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {pos} fetched, {per_sec}, {elapsed} {msg}")
+                .expect("progress template"),
+        );
+        pb.enable_steady_tick(Duration::from_millis(250));
+        Some(pb)
+    } else {
+        None
+    };
+
+    let (done_tx, mut done_rx) = mpsc::channel::<(u64, Fetched)>(concurrency * 2);
+    // At most 2 × concurrency fetches exist at once: the limits inside the
+    // engine keep `concurrency` in flight, the rest wait their turn.
+    let spawn_slots = Arc::new(Semaphore::new(concurrency * 2));
+    let started = Instant::now();
+    let request = Arc::new((s.method.clone(), s.headers.clone(), s.body.clone()));
+    let (body_mode, save_dir) = (s.body_mode, s.save_dir.clone());
+    let dispatcher = {
+        let fetcher = fetcher.clone();
+        tokio::spawn(async move {
+            while let Some((index, url)) = url_rx.recv().await {
+                let permit = Arc::clone(&spawn_slots)
+                    .acquire_owned()
+                    .await
+                    .expect("never closed");
+                let (fetcher, done_tx, request) =
+                    (fetcher.clone(), done_tx.clone(), Arc::clone(&request));
+                let sink = match body_mode {
+                    BodyMode::Discard => BodySink::Discard,
+                    BodyMode::Sha256 => BodySink::Sha256,
+                    BodyMode::Save => BodySink::File(
+                        save_dir
+                            .as_ref()
+                            .expect("checked")
+                            .join(format!("{index}.body")),
+                    ),
+                };
+                tokio::spawn(async move {
+                    let (method, headers, body) = &*request;
+                    let mut req = FetchRequest::get(url).with_sink(sink);
+                    req.method = method.clone();
+                    req.headers = headers.clone();
+                    req.body = body.clone();
+                    let fetched = fetcher.fetch(req).await;
+                    let _ = done_tx.send((index, fetched)).await;
+                    drop(permit);
+                });
+            }
+        })
+    };
+
+    let mut tally = Tally::new();
+    let mut line = Vec::with_capacity(512);
+    while let Some((index, fetched)) = done_rx.recv().await {
+        tally.add(&fetched);
+        line.clear();
+        serde_json::to_writer(&mut line, &record(index, &fetched)).expect("a record serializes");
+        line.push(b'\n');
+        out.write_all(&line).context("cannot write the records")?;
+        if let Some(pb) = &progress {
+            pb.inc(1);
+            if let Some(e) = &fetched.error {
+                pb.set_message(format!("last error: {}", e.category()));
+            }
+        }
+    }
+    out.flush().context("cannot write the records")?;
+    let seconds = started.elapsed().as_secs_f64();
+    dispatcher.await.context("the dispatcher failed")?;
+    reader.await.context("the URL reader failed")??;
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+
+    let stats = fetcher.stats();
+    let ms = |q: f64| tally.latency_us.value_at_quantile(q) as f64 / 1000.0;
+    let failed: u64 = tally.failed.iter().sum();
+    let summary = Summary {
+        total: tally.total,
+        ok: tally.ok,
+        failed,
+        failed_by_category: ErrorCategory::ALL
+            .iter()
+            .zip(tally.failed)
+            .filter(|(_, n)| *n > 0)
+            .map(|(c, n)| (c.as_str(), n))
+            .collect(),
+        seconds,
+        requests_per_second: if seconds > 0.0 {
+            tally.total as f64 / seconds
+        } else {
+            0.0
+        },
+        http_requests: stats.requests,
+        retries: stats.retries,
+        redirects: stats.redirects,
+        bytes: tally.bytes,
+        latency_ms: Latency {
+            p50: if tally.total > 0 { ms(0.5) } else { 0.0 },
+            p90: if tally.total > 0 { ms(0.9) } else { 0.0 },
+            p99: if tally.total > 0 { ms(0.99) } else { 0.0 },
+            max: tally.latency_us.max() as f64 / 1000.0,
+        },
+        dns_lookups: stats.dns.lookups,
+        retries_refused_by_budget: stats.budget_refused,
+        limit: stats.limiter.limit,
+        cache_hits: stats.responses.as_ref().map(|r| r.hits),
+    };
+    let mut err = std::io::stderr().lock();
+    match s.summary {
+        SummaryFormat::None => {}
+        SummaryFormat::Json => {
+            let _ = writeln!(
+                err,
+                "{}",
+                serde_json::to_string(&summary).expect("summary serializes")
+            );
+        }
+        SummaryFormat::Table => {
+            let _ = write_table(&mut err, &summary);
+        }
+    }
+    Ok(failed == 0)
+}
+
+fn write_table(w: &mut impl Write, s: &Summary) -> std::io::Result<()> {
+    writeln!(w, "| metric | value |")?;
+    writeln!(w, "|---|---:|")?;
+    writeln!(w, "| URLs | {} |", s.total)?;
+    writeln!(w, "| ok | {} |", s.ok)?;
+    writeln!(w, "| failed | {} |", s.failed)?;
+    for c in ErrorCategory::ALL {
+        if let Some(n) = s.failed_by_category.get(c.as_str()) {
+            writeln!(w, "| failed: {} | {n} |", c.as_str())?;
+        }
+    }
+    writeln!(w, "| requests/s | {:.0} |", s.requests_per_second)?;
+    writeln!(w, "| seconds | {:.2} |", s.seconds)?;
+    writeln!(
+        w,
+        "| latency p50 / p90 / p99 / max (ms) | {:.2} / {:.2} / {:.2} / {:.2} |",
+        s.latency_ms.p50, s.latency_ms.p90, s.latency_ms.p99, s.latency_ms.max
+    )?;
+    writeln!(
+        w,
+        "| HTTP requests (retries, redirects) | {} ({}, {}) |",
+        s.http_requests, s.retries, s.redirects
+    )?;
+    writeln!(w, "| body bytes | {} |", s.bytes)?;
+    writeln!(w, "| DNS lookups | {} |", s.dns_lookups)?;
+    if s.retries_refused_by_budget > 0 {
+        writeln!(
+            w,
+            "| retries refused by the budget | {} |",
+            s.retries_refused_by_budget
+        )?;
+    }
+    if let Some(hits) = s.cache_hits {
+        writeln!(w, "| response cache hits | {hits} |")?;
+    }
+    writeln!(w, "| global limit at the end | {} |", s.limit)
+}

@@ -1,0 +1,45 @@
+//! The task kinds this binary runs: the built-ins plus `http.fetch` (and,
+//! later, `crawl`). `surge serve` and `surge worker` both build their
+//! registry here, so submission-time validation and execution agree.
+
+use std::time::Duration;
+
+use surge_fetch::task::HttpFetch;
+use surge_fetch::{AddressPolicy, FetchConfig, Fetcher};
+use surge_queue::Registry;
+
+/// How task kinds may reach the network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct KindOptions {
+    /// Let `http.fetch` reach private, loopback, link-local, CGNAT and
+    /// metadata addresses (refused by default: tasks arrive over the API).
+    pub(crate) fetch_allow_private: bool,
+}
+
+/// The engine `http.fetch` tasks share: at most 256 requests at once in
+/// this process, 8 per host, 3 in-process attempts.
+pub(crate) fn task_fetcher(options: KindOptions) -> anyhow::Result<Fetcher> {
+    let config = FetchConfig {
+        concurrency: 256,
+        per_host: 8,
+        max_retries: 2,
+        max_retry_after: Duration::from_secs(30),
+        address_policy: if options.fetch_allow_private {
+            AddressPolicy::allow_all()
+        } else {
+            AddressPolicy::public_only()
+        },
+        ..FetchConfig::default()
+    };
+    let fetcher = Fetcher::new(config).map_err(|e| anyhow::anyhow!("http.fetch engine: {e}"))?;
+    // Its limiter and caches show on /stats and the dashboard.
+    fetcher.register(surge_core::observe::Observatory::global(), "http.fetch");
+    Ok(fetcher)
+}
+
+/// `Registry::with_builtins()` plus `http.fetch`.
+pub(crate) fn registry(options: KindOptions) -> anyhow::Result<Registry> {
+    let mut registry = Registry::with_builtins();
+    registry.register(HttpFetch::new(task_fetcher(options)?));
+    Ok(registry)
+}
