@@ -24,10 +24,10 @@ pub mod schedule;
 mod task;
 pub mod worker;
 
-pub use broker::{AnyBroker, Broker, BrokerConfig};
+pub use broker::{AnyBroker, Broker, BrokerConfig, BrokerPool};
 pub use client::{Client, GroupHandle, PublishRetry, SubmitError, TaskHandle, WaitError};
 pub use error::BrokerError;
 pub use model::{DEFAULT_QUEUE, NewTask, TaskError, TaskId, TaskOptions, TaskRecord, TaskState};
 pub use registry::{KindError, Registry};
 pub use task::{KindSettings, Task, TaskContext};
-pub use worker::{Observer, Worker, WorkerConfig, WorkerReport};
+pub use worker::{Observer, Worker, WorkerConfig, WorkerReport, WorkerSlots};

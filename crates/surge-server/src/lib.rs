@@ -53,13 +53,24 @@ use crate::middleware::{ApiToken, require_bearer, shed_load, stack};
 #[derive(Clone, Debug)]
 pub struct Queue {
     client: Client<AnyBroker>,
+    slots: Option<surge_queue::WorkerSlots>,
 }
 
 impl Queue {
     /// Submissions go through `client` (its registry decides which kinds
     /// are accepted).
     pub fn new(client: Client<AnyBroker>) -> Queue {
-        Queue { client }
+        Queue {
+            client,
+            slots: None,
+        }
+    }
+
+    /// Shows the slots of the process's embedded workers on `/stats`.
+    #[must_use]
+    pub fn with_worker_slots(mut self, slots: surge_queue::WorkerSlots) -> Queue {
+        self.slots = Some(slots);
+        self
     }
 
     /// The client.

@@ -45,7 +45,22 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let listener =
         listen(settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(db.clone(), Queue::new(client));
+    // The embedded workers are built first so that /stats can show their
+    // slots; they report to the state's task metrics and start below.
+    let worker = settings.worker.clone().map(|config| {
+        queue::worker(
+            broker.clone(),
+            &settings.broker_url,
+            Arc::clone(&registry),
+            config,
+            Arc::new(surge_queue::worker::NoObserver),
+        )
+    });
+    let mut queue_state = Queue::new(client);
+    if let Some(worker) = &worker {
+        queue_state = queue_state.with_worker_slots(worker.slots());
+    }
+    let state = AppState::new(db.clone(), queue_state);
     // The dashboard's time series and runtime-lag probe (ends with the state).
     state.spawn_sampler();
     let metrics = Arc::clone(&state.metrics);
@@ -59,21 +74,14 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let workers = settings.worker.clone().map(|config| {
+    let workers = worker.map(|worker| {
         tracing::info!(
-            slots = config.concurrency,
-            queues = ?config.queues,
+            slots = worker.slots().size(),
+            queues = ?worker.slots().queues(),
             backend = broker.backend(),
             "embedded workers starting"
         );
-        let worker = queue::worker(
-            broker.clone(),
-            &settings.broker_url,
-            registry,
-            config,
-            metrics.tasks(),
-        );
-        tokio::spawn(worker.run(stopped()))
+        tokio::spawn(worker.with_observer(metrics.tasks()).run(stopped()))
     });
 
     tracing::info!(

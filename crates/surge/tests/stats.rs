@@ -71,6 +71,9 @@ on_every_broker! {
         counts_move_with_known_activity_postgres, counts_move_with_known_activity_redis;
     reports_what_the_workers_ran => reports_what_the_workers_ran_sqlite,
         reports_what_the_workers_ran_postgres, reports_what_the_workers_ran_redis;
+    pools_show_the_broker_and_the_worker_slots => pools_show_the_broker_and_the_worker_slots_sqlite,
+        pools_show_the_broker_and_the_worker_slots_postgres,
+        pools_show_the_broker_and_the_worker_slots_redis;
 }
 
 async fn stats(server: &Server) -> Value {
@@ -477,4 +480,74 @@ async fn shed_requests_show_in_the_service_and_the_limiter() {
     );
     let done = slow.await.expect("joined").expect("the slow request");
     assert_eq!(done.status(), 200);
+}
+
+/// The named pool in a `/stats` document.
+fn pool(s: &Value, name: &str) -> Option<Value> {
+    s["pools"]
+        .as_array()
+        .expect("pools")
+        .iter()
+        .find(|p| p["name"] == json!(name))
+        .cloned()
+}
+
+/// The pools list the database, the broker's connections (not on Redis:
+/// one multiplexed connection) and the embedded workers' slots: two long
+/// tasks take both slots, three more wait for them, and cancelling them
+/// frees the slots.
+async fn pools_show_the_broker_and_the_worker_slots(broker: Broker) {
+    let Some(server) = server(broker, &["--workers", "2"]).await else {
+        return;
+    };
+    let s = stats(&server).await;
+    assert!(pool(&s, "database").is_some(), "{}", s["pools"]);
+    match (broker, pool(&s, "broker")) {
+        (Broker::Redis, None) => {}
+        (Broker::Redis, Some(p)) => panic!("Redis has no pool: {p}"),
+        (_, Some(p)) => {
+            assert_eq!(p["backend"], json!(broker_name(broker)));
+            assert!(u(&p["max"]) >= 1, "{p}");
+            assert!(u(&p["size"]) <= u(&p["max"]), "{p}");
+            assert_eq!(u(&p["size"]), u(&p["idle"]) + u(&p["in_use"]), "{p}");
+            assert!(p["waiting"].is_null(), "not counted for the broker: {p}");
+        }
+        (_, None) => panic!("the broker pool is listed: {}", s["pools"]),
+    }
+    let slots = pool(&s, "worker slots").expect("worker slots listed");
+    assert_eq!(u(&slots["size"]), 2, "{slots}");
+    assert_eq!(u(&slots["max"]), 2, "{slots}");
+
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(submit(&server, json!({"kind": "sleep", "args": {"ms": 120_000}})).await);
+    }
+    eventually(WAIT, "both slots taken, three tasks waiting", || async {
+        let s = stats(&server).await;
+        let p = pool(&s, "worker slots").expect("worker slots");
+        let (in_use, idle, waiting) = (u(&p["in_use"]), u(&p["idle"]), u(&p["waiting"]));
+        if in_use == 2 && idle == 0 && waiting == 3 {
+            Ok(())
+        } else {
+            Err(format!("in use {in_use}, idle {idle}, waiting {waiting}"))
+        }
+    })
+    .await;
+    for id in &ids {
+        let resp = server
+            .post_json(&format!("/tasks/{id}/cancel"), &json!({}))
+            .await;
+        assert!(resp.status.is_success(), "cancel {id}: {}", resp.status);
+    }
+    eventually(WAIT, "the slots are free again", || async {
+        let s = stats(&server).await;
+        let p = pool(&s, "worker slots").expect("worker slots");
+        let (in_use, waiting) = (u(&p["in_use"]), u(&p["waiting"]));
+        if in_use == 0 && waiting == 0 {
+            Ok(())
+        } else {
+            Err(format!("in use {in_use}, waiting {waiting}"))
+        }
+    })
+    .await;
 }

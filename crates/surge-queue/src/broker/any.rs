@@ -78,6 +78,10 @@ macro_rules! each {
 }
 
 impl Broker for AnyBroker {
+    fn pool(&self) -> Option<super::BrokerPool> {
+        each!(self, b => b.pool())
+    }
+
     fn backend(&self) -> &'static str {
         each!(self, b => b.backend())
     }

@@ -281,4 +281,31 @@ pub trait Broker: Clone + Send + Sync + 'static {
         per_second: f64,
         burst: u32,
     ) -> impl Future<Output = Result<Option<Duration>, BrokerError>> + Send;
+
+    /// The broker's connection pool right now (for `/stats`), or `None`
+    /// for a backend without one (Redis: one multiplexed connection).
+    fn pool(&self) -> Option<BrokerPool> {
+        None
+    }
+}
+
+/// A broker's connection pool at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerPool {
+    /// Connections open (idle + in use).
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// The most it opens.
+    pub max: u32,
+}
+
+impl BrokerPool {
+    pub(crate) fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> BrokerPool {
+        BrokerPool {
+            size: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        }
+    }
 }

@@ -201,6 +201,34 @@ pub struct Worker<B: Broker> {
     config: WorkerConfig,
     observer: Arc<dyn Observer>,
     heartbeat_factory: Option<BrokerFactory<B>>,
+    slots: WorkerSlots,
+}
+
+/// A live view of a worker's slots (tasks it may run at once), for
+/// `/stats`. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct WorkerSlots {
+    semaphore: Arc<Semaphore>,
+    size: usize,
+    queues: Arc<[String]>,
+}
+
+impl WorkerSlots {
+    /// Slots in all (`concurrency`).
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The queues it claims from.
+    pub fn queues(&self) -> &[String] {
+        &self.queues
+    }
+
+    /// Slots taken now: running tasks, and slots held for a claim in flight
+    /// (all of them while the worker drains at shutdown).
+    pub fn in_use(&self) -> usize {
+        self.size.saturating_sub(self.semaphore.available_permits())
+    }
 }
 
 impl<B: Broker> std::fmt::Debug for Worker<B> {
@@ -218,10 +246,20 @@ impl<B: Broker> Worker<B> {
         Worker {
             broker,
             registry,
-            config,
             observer: Arc::new(NoObserver),
             heartbeat_factory: None,
+            slots: WorkerSlots {
+                semaphore: Arc::new(Semaphore::new(config.concurrency)),
+                size: config.concurrency,
+                queues: config.queues.clone().into(),
+            },
+            config,
         }
+    }
+
+    /// A live view of this worker's slots.
+    pub fn slots(&self) -> WorkerSlots {
+        self.slots.clone()
     }
 
     /// Reports to `observer`.
@@ -280,7 +318,7 @@ impl<B: Broker> Worker<B> {
             heartbeat::spawn(Arc::clone(&shared), self.heartbeat_factory, stop_rx.clone());
         let maintenance = tokio::spawn(maintenance::run(Arc::clone(&shared), stop_rx.clone()));
 
-        let slots = Arc::new(Semaphore::new(shared.config.concurrency));
+        let slots = Arc::clone(&self.slots.semaphore);
         let mut report = WorkerReport::default();
         // The claim loop stops only between claims (a claim cut off half
         // way could leave tasks running under this lease with nobody to run

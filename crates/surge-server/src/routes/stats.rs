@@ -239,9 +239,11 @@ impl From<&TaskRecord> for TaskBrief {
 /// A connection pool.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct PoolUsage {
-    /// `database`: the API's database.
+    /// `database` (the API's database), `broker` (the task broker's
+    /// connections) or `worker slots` (tasks this process's embedded
+    /// workers run at once).
     name: &'static str,
-    /// `sqlite` or `postgres`.
+    /// `sqlite`, `postgres` or `redis`.
     backend: &'static str,
     /// Connections open.
     size: u32,
@@ -249,10 +251,60 @@ pub(crate) struct PoolUsage {
     idle: u32,
     /// Open and in use.
     in_use: u32,
-    /// Callers waiting for a connection.
-    waiting: u32,
+    /// Callers waiting for a connection; for worker slots, tasks pending on
+    /// the queues they serve. Absent where it is not counted (the broker).
+    waiting: Option<u32>,
     /// Most connections it opens.
     max: u32,
+}
+
+/// The database pool, the broker's pool (SQLite: its read pool; Redis has
+/// none: one multiplexed connection) and the embedded workers' slots.
+fn pools(state: &AppState, queue: &QueueStats) -> Vec<PoolUsage> {
+    let db = state.db.pool_stats();
+    let mut pools = vec![PoolUsage {
+        name: "database",
+        backend: state.db.backend().as_str(),
+        size: db.size,
+        idle: db.idle,
+        in_use: db.size.saturating_sub(db.idle),
+        waiting: Some(db.waiting),
+        max: db.max,
+    }];
+    let broker = state.queue.client().broker();
+    if let Some(pool) = broker.pool() {
+        pools.push(PoolUsage {
+            name: "broker",
+            backend: broker.backend(),
+            size: pool.size,
+            idle: pool.idle,
+            in_use: pool.size.saturating_sub(pool.idle),
+            waiting: None,
+            max: pool.max,
+        });
+    }
+    if let Some(slots) = state.queue.slots.as_ref() {
+        let size = u32::try_from(slots.size()).unwrap_or(u32::MAX);
+        let in_use = u32::try_from(slots.in_use()).unwrap_or(u32::MAX);
+        // Tasks ready now on the queues these slots serve, as of the last
+        // broker read.
+        let pending: u64 = queue
+            .queues
+            .iter()
+            .filter(|q| slots.queues().contains(&q.name))
+            .filter_map(|q| q.counts.get(TaskState::Pending.as_str()))
+            .sum();
+        pools.push(PoolUsage {
+            name: "worker slots",
+            backend: broker.backend(),
+            size,
+            idle: size.saturating_sub(in_use),
+            in_use,
+            waiting: Some(u32::try_from(pending).unwrap_or(u32::MAX)),
+            max: size,
+        });
+    }
+    pools
 }
 
 /// A cache.
@@ -462,17 +514,7 @@ pub(crate) async fn stats(
     };
     fill_from_broker(&mut queue, &read, details);
 
-    let pool = state.db.pool_stats();
-    let pools = vec![PoolUsage {
-        name: "database",
-        backend: state.db.backend().as_str(),
-        size: pool.size,
-        idle: pool.idle,
-        in_use: pool.size.saturating_sub(pool.idle),
-        waiting: pool.waiting,
-        max: pool.max,
-    }];
-
+    let pools = pools(&state, &queue);
     let (caches, limiters) = observed(config.observatory);
     Json(StatsView {
         generated_at: Utc::now(),

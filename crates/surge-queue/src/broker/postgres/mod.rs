@@ -209,6 +209,10 @@ fn interval(d: Duration) -> Duration {
 }
 
 impl Broker for PgBroker {
+    fn pool(&self) -> Option<crate::broker::BrokerPool> {
+        Some(crate::broker::BrokerPool::of(self.pool()))
+    }
+
     fn backend(&self) -> &'static str {
         "postgres"
     }

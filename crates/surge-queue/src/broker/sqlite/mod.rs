@@ -158,6 +158,11 @@ fn distinct(queues: &[String]) -> Vec<String> {
 }
 
 impl Broker for SqliteBroker {
+    /// The read pool (writes go through one dedicated connection).
+    fn pool(&self) -> Option<crate::broker::BrokerPool> {
+        Some(crate::broker::BrokerPool::of(&self.inner.reads))
+    }
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }
