@@ -62,6 +62,13 @@ fn ends_chunked(value: &[u8]) -> bool {
 /// A `content-length` value (a list of equal values is accepted, as RFC
 /// 9110 §8.6 allows).
 fn content_length(value: &[u8]) -> Option<u64> {
+    if !value.is_empty() && value.len() <= 19 && value.iter().all(u8::is_ascii_digit) {
+        return Some(
+            value
+                .iter()
+                .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
+        );
+    }
     let mut found = None;
     for part in value.split(|&b| b == b',') {
         let part = part.trim_ascii();
@@ -102,6 +109,10 @@ pub(super) fn head(buf: &[u8], head_request: bool) -> Result<Option<Head>, Strin
     let mut close = !http11;
     for h in response.headers.iter() {
         let name = h.name.as_bytes();
+        // Most headers are none of the three: the length tells at once.
+        if !matches!(name.len(), 10 | 14 | 17) {
+            continue;
+        }
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = content_length(h.value).ok_or_else(|| {
                 format!(

@@ -92,19 +92,22 @@ impl Io {
             .await
             .map_err(|e| Failure::network(format!("sending the request: {e}")))?;
         let head = loop {
-            match framing::head(&self.buf[self.start..self.end], request.head) {
-                Ok(Some(head)) => {
-                    self.start += head.len;
-                    if !head.informational() {
-                        break head;
+            // Usually nothing is there yet: read before parsing.
+            if self.start < self.end {
+                match framing::head(&self.buf[self.start..self.end], request.head) {
+                    Ok(Some(head)) => {
+                        self.start += head.len;
+                        if !head.informational() {
+                            break head;
+                        }
+                        continue;
                     }
+                    Ok(None) => {}
+                    Err(e) => return Err(Failure::network(e)),
                 }
-                Ok(None) => {
-                    if self.read_more().await? == 0 {
-                        return Err(closed("before the response head ended"));
-                    }
-                }
-                Err(e) => return Err(Failure::network(e)),
+            }
+            if self.read_more().await? == 0 {
+                return Err(closed("before the response head ended"));
             }
         };
         let bytes = match head.body {
