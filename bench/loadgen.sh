@@ -2,12 +2,14 @@
 # Is surge's load generator the bottleneck? surge bench http against itself
 # and against wrk, same machine, same endpoint, same connections (issue 6).
 #
-# Starts nginx (one worker, a 15-byte static file) and the bare axum route
-# (crates/surge-server/examples/bare_axum.rs), then for each, ROUNDS times,
-# alternating: wrk -t2 -cC -dD, surge bench http (2 threads, C connections,
-# D measured after a 1 s warm-up), and surge a second time (surge vs itself:
-# the run-to-run spread). Client CPU time per request comes from
-# /usr/bin/time. Prints a markdown report (and writes bench/out/loadgen-*.md).
+# Starts nginx (one worker, a 15-byte static file), the bare axum route
+# (crates/surge-server/examples/bare_axum.rs) and surge serve (GET /health:
+# surge benchmarked by itself), then for each, ROUNDS times, alternating:
+# wrk -t2 -cC -dD, surge bench http (2 threads, C connections, D measured
+# after a 1 s warm-up; the default client, lean), surge a second time (the
+# run-to-run spread), and surge with --client hyper (the client it had
+# before). Client CPU time per request comes from /usr/bin/time. Prints a
+# markdown report (and writes bench/out/loadgen-*.md).
 #
 #   bench/loadgen.sh                   # BENCH_ROUNDS=3 BENCH_DURATION=10 BENCH_CONNECTIONS=100
 #   BENCH_INSTRUCTIONS=1 bench/loadgen.sh   # also callgrind instructions per request
@@ -39,12 +41,13 @@ fi
 START_STATE=$(machine_state)
 start_nginx nginx
 start_bare_axum bare-axum
+start_surge surge-serve "sqlite://$WORK/bench.db"
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 
 cpu_of() { awk '/^CPU / {print $2 + $3}' "$1"; }
 
-for name in nginx bare-axum; do
+for name in nginx bare-axum surge-serve; do
   url="http://127.0.0.1:${PORT[$name]}/health"
   wrk -t"$THREADS" -c"$CONNS" -d2s "$url" >/dev/null # warm the server up
   for ((round = 1; round <= ROUNDS; round++)); do
@@ -53,8 +56,10 @@ for name in nginx bare-axum; do
     reqs=$(grep -o '^ *[0-9]* requests in' "$WORK/wrk.txt" | grep -o '[0-9]*' | head -1)
     rps=$(awk '/^Requests\/sec/ {print $2}' "$WORK/wrk.txt")
     printf '%s\twrk\t%d\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$reqs" "$(cpu_of "$WORK/time")" >>"$RESULTS"
-    for run in surge surge-again; do
-      /usr/bin/time -f 'CPU %U %S' -o "$WORK/time" "$SURGE" bench http --target "t=$url" \
+    for run in surge surge-again surge-hyper; do
+      client=auto
+      [[ $run == surge-hyper ]] && client=hyper
+      /usr/bin/time -f 'CPU %U %S' -o "$WORK/time" "$SURGE" bench http --target "t=$url" --client "$client" \
         --concurrency "$CONNS" --duration "${DURATION}s" --warmup 1s --threads "$THREADS" --quiet --json >"$WORK/s.json"
       read -r rps reqs < <(python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["suites"][0]["series"][0]["points"][0]; print(p["throughput"], p["requests"])' "$WORK/s.json")
       # surge's CPU includes its 1 s warm-up: count its requests at the measured rate.
@@ -83,7 +88,7 @@ print("| endpoint | client | req/s (median) | each round | client CPU µs / requ
 print("|---|---|---:|---|---:|---:|")
 for ep in dict.fromkeys(r[0] for r in rows):
     med = {}
-    for client in ("wrk", "surge", "surge-again"):
+    for client in ("wrk", "surge", "surge-again", "surge-hyper"):
         rs = [r for r in rows if r[0] == ep and r[1] == client]
         rps = [float(r[3]) for r in rs]
         cpu_us = st.median(float(r[5]) / max(int(float(r[4])), 1) * 1e6 for r in rs)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per request of the load generators (callgrind: repeatable on a
 # noisy machine), against one endpoint: surge bench http (one generator
-# thread, 10 connections) and wrk (-t1 -c10).
+# thread, 10 connections; its lean client, the default, and --client hyper)
+# and wrk (-t1 -c10).
 #
 #   bench/loadgen_instructions.sh URL [SURGE_BINARY]
 #
@@ -20,13 +21,16 @@ command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install va
 
 ir() { grep -o 'Collected : [0-9]*' "$1" | grep -o '[0-9]*$'; }
 
-for n in "$N1" "$N2"; do
-  valgrind --tool=callgrind --callgrind-out-file="$WORK/surge.$n.out" "$SURGE" bench http \
-    --target "t=$URL" --concurrency 10 --requests "$n" --warmup 0s --threads 1 --quiet \
-    >/dev/null 2>"$WORK/surge.$n.err"
+declare -A SURGE_IR=()
+for client in lean hyper; do
+  for n in "$N1" "$N2"; do
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/surge.$client.$n.out" "$SURGE" bench http \
+      --target "t=$URL" --client "$client" --concurrency 10 --requests "$n" --warmup 0s --threads 1 --quiet \
+      >/dev/null 2>"$WORK/surge.$client.$n.err"
+  done
+  a=$(ir "$WORK/surge.$client.$N1.err"); b=$(ir "$WORK/surge.$client.$N2.err")
+  SURGE_IR[$client]=$(( (b - a) / (N2 - N1) ))
 done
-a=$(ir "$WORK/surge.$N1.err"); b=$(ir "$WORK/surge.$N2.err")
-surge_ir=$(( (b - a) / (N2 - N1) ))
 
 if command -v wrk >/dev/null; then
   valgrind --tool=callgrind --callgrind-out-file="$WORK/wrk.out" wrk -t1 -c10 -d5s "$URL" \
@@ -36,4 +40,4 @@ if command -v wrk >/dev/null; then
 else
   wrk_ir="wrk not installed"
 fi
-echo "instructions per request (user space, callgrind): surge bench http $surge_ir, wrk $wrk_ir"
+echo "instructions per request (user space, callgrind): surge bench http ${SURGE_IR[lean]} (--client lean, the default), ${SURGE_IR[hyper]} (--client hyper), wrk $wrk_ir"

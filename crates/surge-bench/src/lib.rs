@@ -1,7 +1,8 @@
-//! surge's load benchmark: an HTTP load generator on hyper with closed- and
-//! open-loop models (the open loop corrects coordinated omission), HDR
-//! histograms whose memory does not grow with the run, a versioned results
-//! document, and self-contained HTML reports with SVG charts.
+//! surge's load benchmark: an HTTP load generator (a lean HTTP/1.1 client
+//! on `httparse`, or hyper's) with closed- and open-loop models (the open
+//! loop corrects coordinated omission), HDR histograms whose memory does
+//! not grow with the run, a versioned results document, and
+//! self-contained HTML reports with SVG charts.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -31,7 +32,7 @@ mod target;
 
 pub use engine::{Abort, Level, Progress, run_level};
 pub use error::BenchError;
-pub use plan::{LoadModel, Plan, Stop, parse_duration};
+pub use plan::{Client, LoadModel, Plan, Stop, parse_duration};
 pub use results::{Latency, Point, Results, Series, Suite};
 pub use sweep::{Event, sweep};
 pub use target::{Target, TargetInfo};

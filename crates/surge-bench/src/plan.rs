@@ -101,6 +101,52 @@ pub enum Stop {
     Requests(u64),
 }
 
+/// Which HTTP client the generator uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Client {
+    /// The lean client for every target this build supports (plain
+    /// `http://`).
+    #[default]
+    Auto,
+    /// The lean HTTP/1.1 client: the request encoded once, the response
+    /// parsed with `httparse` from a reused buffer, nothing allocated per
+    /// request.
+    Lean,
+    /// hyper's HTTP/1.1 client (about 5× the client CPU per request).
+    Hyper,
+}
+
+impl Client {
+    /// Parses `auto`, `lean` or `hyper`.
+    ///
+    /// # Errors
+    /// [`BenchError::Invalid`] for anything else.
+    pub fn parse(text: &str) -> Result<Client, BenchError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Client::Auto),
+            "lean" => Ok(Client::Lean),
+            "hyper" => Ok(Client::Hyper),
+            _ => Err(BenchError::invalid(format!(
+                "--client {text:?}: expected auto, lean or hyper"
+            ))),
+        }
+    }
+
+    fn before_the_choice() -> Client {
+        Client::Hyper
+    }
+
+    /// The client actually used: `Auto` is the lean one (every target
+    /// is plain `http://`).
+    pub fn resolved(self) -> Client {
+        match self {
+            Client::Auto | Client::Lean => Client::Lean,
+            Client::Hyper => Client::Hyper,
+        }
+    }
+}
+
 /// Settings shared by every level of a sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -118,6 +164,10 @@ pub struct Plan {
     /// Generator threads (each with its own single-threaded runtime and a
     /// share of the connections).
     pub threads: usize,
+    /// The HTTP client (absent in documents written before it was a
+    /// choice: those were measured with hyper's).
+    #[serde(default = "Client::before_the_choice")]
+    pub client: Client,
 }
 
 impl Plan {
@@ -163,7 +213,15 @@ impl Plan {
             warmup,
             timeout,
             threads,
+            client: Client::Auto,
         })
+    }
+
+    /// Uses `client` (default [`Client::Auto`]).
+    #[must_use]
+    pub fn with_client(mut self, client: Client) -> Plan {
+        self.client = client;
+        self
     }
 }
 

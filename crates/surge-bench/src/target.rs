@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HOST, HeaderName, HeaderValue};
+use http::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Uri};
 use serde::{Deserialize, Serialize};
 
@@ -177,7 +177,7 @@ impl Target {
         }
     }
 
-    /// One request, ready for hyper (origin-form URI, `host` set).
+    /// One request for hyper's client (origin-form URI, `host` set).
     pub(crate) fn request(&self) -> http::Request<http_body_util::Full<Bytes>> {
         let mut req = http::Request::new(http_body_util::Full::new(self.body.clone()));
         *req.method_mut() = self.method.clone();
@@ -191,6 +191,37 @@ impl Target {
             headers.append(name, value.clone());
         }
         req
+    }
+
+    /// The method.
+    pub(crate) fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The request as HTTP/1.1 bytes, for the lean client: request line,
+    /// `host` first, the headers, a `content-length` when there is a body
+    /// (or the method expects one) and none was given, then the body.
+    pub(crate) fn encode(&self) -> Bytes {
+        let path = self.path.path_and_query().map_or("/", |p| p.as_str());
+        let mut wire = Vec::with_capacity(64 + path.len() + self.body.len());
+        for part in [self.method.as_str(), " ", path, " HTTP/1.1\r\n"] {
+            wire.extend_from_slice(part.as_bytes());
+        }
+        for (name, value) in &self.headers {
+            wire.extend_from_slice(name.as_str().as_bytes());
+            wire.extend_from_slice(b": ");
+            wire.extend_from_slice(value.as_bytes());
+            wire.extend_from_slice(b"\r\n");
+        }
+        let framed = self.headers.contains_key(CONTENT_LENGTH)
+            || self.headers.contains_key(TRANSFER_ENCODING);
+        let expects_body = matches!(self.method, Method::POST | Method::PUT | Method::PATCH);
+        if !framed && (!self.body.is_empty() || expects_body) {
+            wire.extend_from_slice(format!("content-length: {}\r\n", self.body.len()).as_bytes());
+        }
+        wire.extend_from_slice(b"\r\n");
+        wire.extend_from_slice(&self.body);
+        wire.into()
     }
 
     /// Resolves the host and opens (and closes) one TCP connection, so that

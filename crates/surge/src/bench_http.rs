@@ -61,6 +61,10 @@ pub(crate) struct BenchHttpArgs {
     /// Generator threads [default: the CPUs this process may use].
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<usize>,
+    /// HTTP client: auto (the lean one for http:// targets), lean (request
+    /// encoded once, httparse on a reused buffer) or hyper.
+    #[arg(long, value_name = "auto|lean|hyper", default_value = "auto")]
+    pub(crate) client: String,
     /// Method of every target's request.
     #[arg(long, value_name = "METHOD", default_value = "GET")]
     pub(crate) method: String,
@@ -204,7 +208,8 @@ pub(crate) fn prepare(args: BenchHttpArgs) -> anyhow::Result<Prepared> {
         surge_bench::parse_duration("--warmup", &args.warmup)?,
         surge_bench::parse_duration("--timeout", &args.timeout)?,
         threads,
-    )?;
+    )?
+    .with_client(surge_bench::Client::parse(&args.client)?);
     args.outputs.check()?;
     Ok(Prepared {
         targets,

@@ -174,6 +174,8 @@ fn json_on_stdout_is_the_saved_document() {
             "40",
             "--warmup",
             "0s",
+            "--client",
+            "hyper",
             "--json",
         ])
     };
@@ -182,6 +184,10 @@ fn json_on_stdout_is_the_saved_document() {
     let r = Results::from_json(&out.path().join("stdout"), &text).expect("stdout is results");
     let s = &r.suites[0];
     assert_eq!(s.axis, surge_bench::results::LoadAxis::RequestRate);
+    assert_eq!(
+        s.plan.as_ref().map(|p| p.client),
+        Some(surge_bench::Client::Hyper)
+    );
     let p = &s.series[0].points[0];
     assert_eq!((p.load, p.requests), (200.0, 40));
     assert!(p.uncorrected_latency.is_some());
@@ -328,6 +334,11 @@ fn bad_inputs_get_clear_errors() {
             "https is not supported",
         ),
         (vec!["--target", "x=ftp://127.0.0.1/"], 2, "not supported"),
+        (
+            vec!["--target", &ok, "--client", "fast"],
+            2,
+            "expected auto, lean or hyper",
+        ),
         (
             vec!["--target", &ok, "--concurrency", "0"],
             2,

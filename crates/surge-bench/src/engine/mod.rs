@@ -33,10 +33,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::BenchError;
-use crate::plan::{Plan, Stop};
+use crate::plan::{Client, Plan, Stop};
 use crate::results::Point;
 use crate::target::Target;
-use conn::Conn;
+use conn::{Connection, HyperConn, LeanConn, Outgoing};
 use record::{Live, Recorder};
 
 /// Pause after a failed connect before the next attempt (a refused port
@@ -120,7 +120,8 @@ struct Timeline {
 
 /// Shared by every thread of a level.
 struct LevelShared {
-    target: Target,
+    /// The request, encoded once.
+    request: Outgoing,
     addr: SocketAddr,
     level: Level,
     stop: Stop,
@@ -183,7 +184,7 @@ pub fn run_level(
         }
     };
     let shared = Arc::new(LevelShared {
-        target: target.clone(),
+        request: Outgoing::new(target),
         addr,
         level,
         stop: plan.stop,
@@ -203,6 +204,7 @@ pub fn run_level(
     let semaphores: Vec<Arc<Semaphore>> =
         (0..threads).map(|_| Arc::new(Semaphore::new(0))).collect();
     let open = matches!(level, Level::Open { .. });
+    let client = plan.client.resolved();
 
     std::thread::scope(|scope| {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
@@ -218,8 +220,13 @@ pub fn run_level(
             let conns = per_thread[i];
             let handle = std::thread::Builder::new()
                 .name(format!("surge-bench-{i}"))
-                .spawn_scoped(scope, move || {
-                    thread_main(shared, i, conns, live, tickets, ready_tx, start_rx)
+                .spawn_scoped(scope, move || match client {
+                    Client::Hyper => thread_main::<HyperConn>(
+                        shared, i, conns, live, tickets, ready_tx, start_rx,
+                    ),
+                    Client::Auto | Client::Lean => {
+                        thread_main::<LeanConn>(shared, i, conns, live, tickets, ready_tx, start_rx)
+                    }
                 })
                 .map_err(|e| BenchError::Start(e.to_string()))?;
             handles.push(handle);
@@ -337,7 +344,7 @@ fn pace(
 
 /// A generator thread: opens its connections, reports ready, waits for the
 /// timeline, runs its connection tasks, returns its recording.
-fn thread_main(
+fn thread_main<C: Connection>(
     shared: Arc<LevelShared>,
     index: usize,
     conns: u32,
@@ -364,7 +371,7 @@ fn thread_main(
         // Open every connection before the clock starts; one that fails is
         // retried (and counted) by its task.
         let (addr, timeout) = (shared.addr, shared.timeout);
-        let opened = futures_join((0..conns).map(|_| Conn::open(addr, timeout)).collect()).await;
+        let opened = futures_join((0..conns).map(|_| C::open(addr, timeout)).collect()).await;
         let _ = ready.send(Ok(()));
         let Ok(timeline) = start.await else {
             return Err("the level was abandoned before it started".to_owned());
@@ -418,18 +425,25 @@ where
 
 /// One request on `conn` (opened or replaced as needed), recorded when
 /// `counted`. Latency runs from `due` (the intended send, open loop) or
-/// else from the send. Returns the connection if it can be used again.
-async fn one_request(
+/// else from the send; `now` is the time read just before (the send's,
+/// unless a connection must be opened first). Returns the connection if it
+/// can be used again.
+async fn one_request<C: Connection>(
     ctx: &ThreadCtx,
-    conn: Option<Conn>,
+    conn: Option<C>,
     due: Option<Instant>,
     counted: bool,
-) -> Option<Conn> {
+    now: Instant,
+) -> Option<C> {
     let shared = &*ctx.shared;
+    let mut sent = now;
     let mut conn = match conn {
         Some(c) if c.usable() => c,
-        _ => match Conn::open(shared.addr, shared.timeout).await {
-            Ok(c) => c,
+        _ => match C::open(shared.addr, shared.timeout).await {
+            Ok(c) => {
+                sent = Instant::now();
+                c
+            }
             Err(f) => {
                 if counted {
                     let mut r = ctx.record();
@@ -441,11 +455,7 @@ async fn one_request(
             }
         },
     };
-    let sent = Instant::now();
-    match conn
-        .exchange(shared.target.request(), sent, shared.timeout)
-        .await
-    {
+    match conn.exchange(&shared.request, sent, shared.timeout).await {
         Ok(answer) => {
             let done = Instant::now();
             if counted {
@@ -471,7 +481,7 @@ async fn one_request(
     }
 }
 
-async fn closed_loop(ctx: &ThreadCtx, mut conn: Option<Conn>) {
+async fn closed_loop<C: Connection>(ctx: &ThreadCtx, mut conn: Option<C>) {
     let shared = &*ctx.shared;
     let t = ctx.timeline;
     loop {
@@ -492,11 +502,11 @@ async fn closed_loop(ctx: &ThreadCtx, mut conn: Option<Conn>) {
                 }
             }
         }
-        conn = one_request(ctx, conn, None, counted).await;
+        conn = one_request(ctx, conn, None, counted, now).await;
     }
 }
 
-async fn open_loop(ctx: &ThreadCtx, mut conn: Option<Conn>) {
+async fn open_loop<C: Connection>(ctx: &ThreadCtx, mut conn: Option<C>) {
     let shared = &*ctx.shared;
     let Level::Open { rate, .. } = shared.level else {
         return;
@@ -517,6 +527,7 @@ async fn open_loop(ctx: &ThreadCtx, mut conn: Option<Conn>) {
             return;
         }
         let due = ctx.timeline.start + Duration::from_secs_f64(k as f64 / rate);
-        conn = one_request(ctx, conn, Some(due), k >= shared.open_warmup).await;
+        let counted = k >= shared.open_warmup;
+        conn = one_request(ctx, conn, Some(due), counted, Instant::now()).await;
     }
 }

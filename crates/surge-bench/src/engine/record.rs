@@ -2,7 +2,6 @@
 //! into a [`Point`] when the level ends. Nothing here grows with the number
 //! of requests.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -10,6 +9,9 @@ use hdrhistogram::Histogram;
 use surge_core::ErrorCategory;
 
 use crate::results::{ErrorCounts, Latency, Point};
+
+/// Status codes are three digits: counted in an array indexed by the code.
+const STATUSES: usize = 1000;
 
 /// Highest latency recorded, µs (an hour); longer ones are clamped to it.
 const MAX_MICROS: u64 = 3_600_000_000;
@@ -41,7 +43,8 @@ pub(crate) struct Recorder {
     uncorrected: Option<Histogram<u64>>,
     busy_micros: u64,
     errors: [u64; ErrorCategory::ALL.len()],
-    statuses: BTreeMap<u16, u64>,
+    /// Responses by status code (index = code).
+    statuses: Box<[u64; STATUSES]>,
     bytes: u64,
     responses: u64,
     last_completion: Option<Instant>,
@@ -62,7 +65,7 @@ impl Recorder {
             uncorrected: open_loop.then(histogram),
             busy_micros: 0,
             errors: [0; ErrorCategory::ALL.len()],
-            statuses: BTreeMap::new(),
+            statuses: Box::new([0; STATUSES]),
             bytes: 0,
             responses: 0,
             last_completion: None,
@@ -87,7 +90,9 @@ impl Recorder {
             h.saturating_record(micros(service));
         }
         self.busy_micros += micros(service);
-        *self.statuses.entry(status).or_default() += 1;
+        if let Some(n) = self.statuses.get_mut(usize::from(status)) {
+            *n += 1;
+        }
         self.bytes += bytes;
         self.responses += 1;
         self.last_completion = Some(done);
@@ -129,8 +134,8 @@ impl Recorder {
         for (a, b) in self.errors.iter_mut().zip(other.errors) {
             *a += b;
         }
-        for (k, v) in other.statuses {
-            *self.statuses.entry(k).or_default() += v;
+        for (a, b) in self.statuses.iter_mut().zip(other.statuses.iter()) {
+            *a += b;
         }
         self.bytes += other.bytes;
         self.responses += other.responses;
@@ -183,8 +188,10 @@ impl Recorder {
             errors,
             statuses: all
                 .statuses
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
+                .iter()
+                .enumerate()
+                .filter(|&(_, &n)| n > 0)
+                .map(|(code, &n)| (code.to_string(), n))
                 .collect(),
             bytes: all.bytes,
             first_error: all.first_error,

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::plan::{LoadModel, Stop};
+use crate::plan::{Client, LoadModel, Stop};
 use crate::report::chart::{escape, suite_charts};
 use crate::report::table::{header, point_row, thousands};
 use crate::results::{Results, Suite};
@@ -76,10 +76,14 @@ fn plan_text(suite: &Suite) -> Option<String> {
         }
     };
     Some(format!(
-        "{model}; per level {stop} after {} s of warm-up (not counted); request timeout {} s; {} generator threads",
+        "{model}; per level {stop} after {} s of warm-up (not counted); request timeout {} s; {} generator threads; {} HTTP client",
         p.warmup.as_secs_f64(),
         p.timeout.as_secs_f64(),
-        p.threads
+        p.threads,
+        match p.client.resolved() {
+            Client::Hyper => "hyper's",
+            Client::Auto | Client::Lean => "the lean",
+        }
     ))
 }
 
