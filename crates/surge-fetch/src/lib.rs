@@ -38,6 +38,7 @@ pub mod dns;
 pub mod engine;
 pub mod error;
 pub mod hosts;
+mod pool;
 mod request;
 pub mod ssrf;
 #[cfg(feature = "task")]

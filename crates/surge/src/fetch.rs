@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -21,7 +23,7 @@ use surge_core::ErrorCategory;
 use surge_fetch::{
     AddressPolicy, BodyOutput, BodySink, FetchConfig, FetchRequest, Fetched, Fetcher,
 };
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use crate::cli::{BodyMode, FetchArgs, ProgressMode, SummaryFormat};
 
@@ -235,6 +237,19 @@ impl Tally {
         }
     }
 
+    fn merge(&mut self, other: &Tally) {
+        self.total += other.total;
+        self.ok += other.ok;
+        for (a, b) in self.failed.iter_mut().zip(other.failed) {
+            *a += b;
+        }
+        self.bytes += other.bytes;
+        self.attempts += other.attempts;
+        self.latency_us
+            .add(&other.latency_us)
+            .expect("histograms of the same bounds");
+    }
+
     fn add(&mut self, f: &Fetched) {
         self.total += 1;
         self.bytes += f.bytes;
@@ -307,43 +322,14 @@ async fn run_inner(s: Settings) -> anyhow::Result<bool> {
         ),
         None => Box::new(std::io::stdout()),
     };
-    let mut out = BufWriter::with_capacity(64 * 1024, out);
+    let out = BufWriter::with_capacity(64 * 1024, out);
 
     // URLs: arguments first, then the input, read on a blocking thread and
-    // handed over a bounded channel (never all in memory).
-    let (url_tx, mut url_rx) = mpsc::channel::<(u64, String)>(1024);
+    // handed over a bounded channel in batches (never all in memory).
+    let (url_tx, url_rx) = mpsc::channel::<Vec<(u64, String)>>(8);
     let args_urls = s.urls.clone();
     let input = s.input.clone();
-    let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let mut index = 0u64;
-        for u in args_urls {
-            if url_tx.blocking_send((index, u)).is_err() {
-                return Ok(());
-            }
-            index += 1;
-        }
-        let Some(path) = input else { return Ok(()) };
-        let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
-            Box::new(std::io::BufReader::new(std::io::stdin()))
-        } else {
-            Box::new(std::io::BufReader::new(
-                std::fs::File::open(&path)
-                    .with_context(|| format!("cannot open {}", path.display()))?,
-            ))
-        };
-        for line in reader.lines() {
-            let line = line.context("cannot read the URLs")?;
-            let url = line.trim();
-            if url.is_empty() || url.starts_with('#') {
-                continue;
-            }
-            if url_tx.blocking_send((index, url.to_owned())).is_err() {
-                return Ok(());
-            }
-            index += 1;
-        }
-        Ok(())
-    });
+    let reader = tokio::task::spawn_blocking(move || read_urls(args_urls, input, &url_tx));
 
     let progress = if s.progress {
         let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
@@ -357,67 +343,50 @@ async fn run_inner(s: Settings) -> anyhow::Result<bool> {
         None
     };
 
-    let (done_tx, mut done_rx) = mpsc::channel::<(u64, Fetched)>(concurrency * 2);
-    // At most 2 × concurrency fetches exist at once: the limits inside the
-    // engine keep `concurrency` in flight, the rest wait their turn.
-    let spawn_slots = Arc::new(Semaphore::new(concurrency * 2));
+    // One lane per runtime thread, each running its share of the fetches
+    // as futures in one task (no task per URL) and writing its own
+    // records; at most 2 × concurrency fetches exist at once: the limits
+    // inside the engine keep `concurrency` in flight, the rest wait their
+    // turn.
+    let lanes = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 16);
+    let per_lane = (concurrency * 2).div_ceil(lanes);
+    let shared = Arc::new(Shared {
+        fetcher: fetcher.clone(),
+        input: tokio::sync::Mutex::new(url_rx),
+        out: std::sync::Mutex::new(out),
+        progress,
+        method: s.method.clone(),
+        headers: s.headers.clone(),
+        body: s.body.clone(),
+        body_mode: s.body_mode,
+        save_dir: s.save_dir.clone(),
+    });
     let started = Instant::now();
-    let request = Arc::new((s.method.clone(), s.headers.clone(), s.body.clone()));
-    let (body_mode, save_dir) = (s.body_mode, s.save_dir.clone());
-    let dispatcher = {
-        let fetcher = fetcher.clone();
-        tokio::spawn(async move {
-            while let Some((index, url)) = url_rx.recv().await {
-                let permit = Arc::clone(&spawn_slots)
-                    .acquire_owned()
-                    .await
-                    .expect("never closed");
-                let (fetcher, done_tx, request) =
-                    (fetcher.clone(), done_tx.clone(), Arc::clone(&request));
-                let sink = match body_mode {
-                    BodyMode::Discard => BodySink::Discard,
-                    BodyMode::Sha256 => BodySink::Sha256,
-                    BodyMode::Save => BodySink::File(
-                        save_dir
-                            .as_ref()
-                            .expect("checked")
-                            .join(format!("{index}.body")),
-                    ),
-                };
-                tokio::spawn(async move {
-                    let (method, headers, body) = &*request;
-                    let mut req = FetchRequest::get(url).with_sink(sink);
-                    req.method = method.clone();
-                    req.headers = headers.clone();
-                    req.body = body.clone();
-                    let fetched = fetcher.fetch(req).await;
-                    let _ = done_tx.send((index, fetched)).await;
-                    drop(permit);
-                });
-            }
-        })
-    };
-
+    let handles: Vec<_> = (0..lanes)
+        .map(|_| tokio::spawn(lane(Arc::clone(&shared), per_lane)))
+        .collect();
     let mut tally = Tally::new();
-    let mut line = Vec::with_capacity(512);
-    while let Some((index, fetched)) = done_rx.recv().await {
-        tally.add(&fetched);
-        line.clear();
-        serde_json::to_writer(&mut line, &record(index, &fetched)).expect("a record serializes");
-        line.push(b'\n');
-        out.write_all(&line).context("cannot write the records")?;
-        if let Some(pb) = &progress {
-            pb.inc(1);
-            if let Some(e) = &fetched.error {
-                pb.set_message(format!("last error: {}", e.category()));
-            }
+    let mut failure = None;
+    for h in handles {
+        match h.await.context("a fetch lane failed")? {
+            Ok(t) => tally.merge(&t),
+            Err(e) => failure = failure.or(Some(e)),
         }
     }
-    out.flush().context("cannot write the records")?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    shared
+        .out
+        .lock()
+        .expect("output poisoned")
+        .flush()
+        .context("cannot write the records")?;
     let seconds = started.elapsed().as_secs_f64();
-    dispatcher.await.context("the dispatcher failed")?;
     reader.await.context("the URL reader failed")??;
-    if let Some(pb) = progress {
+    if let Some(pb) = &shared.progress {
         pb.finish_and_clear();
     }
 
@@ -470,6 +439,157 @@ async fn run_inner(s: Settings) -> anyhow::Result<bool> {
         }
     }
     Ok(failed == 0)
+}
+
+/// What the lanes share.
+struct Shared {
+    fetcher: Fetcher,
+    input: tokio::sync::Mutex<mpsc::Receiver<Vec<(u64, String)>>>,
+    out: std::sync::Mutex<BufWriter<Box<dyn Write + Send>>>,
+    progress: Option<ProgressBar>,
+    method: Method,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+    body_mode: BodyMode,
+    save_dir: Option<PathBuf>,
+}
+
+impl Shared {
+    fn request(&self, index: u64, url: String) -> FetchRequest {
+        let sink = match self.body_mode {
+            BodyMode::Discard => BodySink::Discard,
+            BodyMode::Sha256 => BodySink::Sha256,
+            BodyMode::Save => BodySink::File(
+                self.save_dir
+                    .as_ref()
+                    .expect("checked")
+                    .join(format!("{index}.body")),
+            ),
+        };
+        let mut req = FetchRequest::get(url).with_sink(sink);
+        req.method = self.method.clone();
+        req.headers = self.headers.clone();
+        req.body = self.body.clone();
+        req
+    }
+
+    /// Writes finished records (whole lines) to the output.
+    fn write(&self, lines: &mut Vec<u8>) -> anyhow::Result<()> {
+        self.out
+            .lock()
+            .expect("output poisoned")
+            .write_all(lines)
+            .context("cannot write the records")?;
+        lines.clear();
+        Ok(())
+    }
+}
+
+/// Records a lane keeps before writing them out.
+const LANE_BUFFER: usize = 32 * 1024;
+
+/// One lane: takes batches of URLs, keeps up to `cap` fetches going,
+/// writes their records as they finish; its tally.
+async fn lane(shared: Arc<Shared>, cap: usize) -> anyhow::Result<Tally> {
+    let mut tally = Tally::new();
+    let mut running = FuturesUnordered::new();
+    let mut queue: std::collections::VecDeque<(u64, String)> = Default::default();
+    let mut lines = Vec::with_capacity(LANE_BUFFER + 4096);
+    let mut input_done = false;
+    loop {
+        while running.len() < cap {
+            if queue.is_empty() && !input_done {
+                if running.is_empty() {
+                    // Nothing to wait for but input.
+                    match shared.input.lock().await.recv().await {
+                        Some(batch) => queue.extend(batch),
+                        None => input_done = true,
+                    }
+                } else {
+                    // Without waiting: the running fetches go on meanwhile.
+                    match shared.input.try_lock().map(|mut rx| rx.try_recv()) {
+                        Ok(Ok(batch)) => queue.extend(batch),
+                        Ok(Err(mpsc::error::TryRecvError::Disconnected)) => input_done = true,
+                        Ok(Err(mpsc::error::TryRecvError::Empty)) | Err(_) => break,
+                    }
+                }
+            }
+            let Some((index, url)) = queue.pop_front() else {
+                break;
+            };
+            let request = shared.request(index, url);
+            let fetcher = &shared.fetcher;
+            running.push(async move { (index, fetcher.fetch(request).await) });
+        }
+        let Some((index, fetched)) = running.next().await else {
+            if input_done && queue.is_empty() {
+                break;
+            }
+            continue;
+        };
+        tally.add(&fetched);
+        serde_json::to_writer(&mut lines, &record(index, &fetched)).expect("a record serializes");
+        lines.push(b'\n');
+        if lines.len() >= LANE_BUFFER {
+            shared.write(&mut lines)?;
+        }
+        if let Some(pb) = &shared.progress {
+            pb.inc(1);
+            if let Some(e) = &fetched.error {
+                pb.set_message(format!("last error: {}", e.category()));
+            }
+        }
+    }
+    shared.write(&mut lines)?;
+    Ok(tally)
+}
+
+/// Sends the URLs (arguments, then the input file or stdin) in batches.
+fn read_urls(
+    args_urls: Vec<String>,
+    input: Option<PathBuf>,
+    tx: &mpsc::Sender<Vec<(u64, String)>>,
+) -> anyhow::Result<()> {
+    const BATCH: usize = 256;
+    let mut index = 0u64;
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut push = |url: String, batch: &mut Vec<(u64, String)>| -> bool {
+        batch.push((index, url));
+        index += 1;
+        batch.len() < BATCH
+            || tx
+                .blocking_send(std::mem::replace(batch, Vec::with_capacity(BATCH)))
+                .is_ok()
+    };
+    for u in args_urls {
+        if !push(u, &mut batch) {
+            return Ok(());
+        }
+    }
+    if let Some(path) = input {
+        let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+            Box::new(std::io::BufReader::new(std::io::stdin()))
+        } else {
+            Box::new(std::io::BufReader::new(
+                std::fs::File::open(&path)
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+            ))
+        };
+        for line in reader.lines() {
+            let line = line.context("cannot read the URLs")?;
+            let url = line.trim();
+            if url.is_empty() || url.starts_with('#') {
+                continue;
+            }
+            if !push(url.to_owned(), &mut batch) {
+                return Ok(());
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(batch);
+    }
+    Ok(())
 }
 
 fn write_table(w: &mut impl Write, s: &Summary) -> std::io::Result<()> {
