@@ -13,7 +13,8 @@
 # (-t1 -cC, 5 s, Ir / requests) for scale.
 #
 # Settings: N1=2000 N2=12000 C=100 FUNCS=1 (print the top inclusive
-# functions of the N2 surge run).
+# functions of the N2 surge run) KEEP=FILE (keep its callgrind output, for
+# callgrind_annotate --tree=caller).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -83,6 +84,7 @@ if command -v wrk >/dev/null; then
   echo "wrk -t1            $(( $(ir "$WORK/wrk.err") / reqs )) instructions/request"
 fi
 
+if [[ -n "${KEEP:-}" ]]; then cp "$WORK/surge.$N2.out" "$KEEP"; fi
 if [[ "${FUNCS:-0}" == 1 ]]; then
-  callgrind_annotate --inclusive=yes "$WORK/surge.$N2.out" 2>/dev/null | head -80
+  callgrind_annotate --inclusive=yes "$WORK/surge.$N2.out" 2>/dev/null | head -80 || true
 fi

@@ -7,6 +7,21 @@
 //! of the host's slots, then a global slot, send, read the body into its
 //! sink. Slots are held for the hop's whole exchange, body included, so
 //! the limits count real load on the peer.
+//!
+//! Two transports: plain `http://` goes over HTTP/1.1 on the engine's own
+//! pool (`pool.rs`): no task per connection, the request
+//! drives its connection, one timer covers the wait for the answer's head
+//! (the idle-read timeout or the request's deadline, whichever comes
+//! first). HTTPS (HTTP/1.1 or HTTP/2 by ALPN) and h2c by prior knowledge go
+//! through hyper-util's pooled client, whose connector resolves through
+//! the same DNS cache and address policy. Both decode bodies with the same
+//! decompression layer.
+//!
+//! The per-request path is kept lean for batch speed: the URL is parsed
+//! once per fetch (origins cached, `urls.rs`), headers are
+//! merged once per fetch, the future of a fetch stays small (rare paths —
+//! the response cache, a new connection, a resend, hyper-util's client —
+//! are boxed) so that moving it costs little.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -39,6 +54,7 @@ use crate::hosts::{HostStats, HostTable};
 use crate::pool::{Conn, DrivenBody, Pool, PoolConfig, SendError, SendOn};
 use crate::request::{FetchRequest, Fetched};
 use crate::ssrf::non_public_reason;
+use crate::urls::UrlParser;
 
 type HttpClient = Client<TimeoutConnector<HttpsConnector<HttpConnector<DnsCache>>>, Full<Bytes>>;
 
@@ -69,6 +85,7 @@ struct Inner {
     backoff: Backoff,
     budget: RetryBudget,
     responses: Option<Cache<String, Arc<Fetched>>>,
+    urls: UrlParser,
     registered: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
     counters: Counters,
 }
@@ -220,6 +237,7 @@ impl Fetcher {
                 backoff: Backoff::new(config.backoff_base, config.backoff_cap),
                 budget: RetryBudget::new(config.retry_budget),
                 responses,
+                urls: UrlParser::default(),
                 registered: std::sync::Mutex::new(Vec::new()),
                 default_headers,
                 client,
@@ -405,10 +423,10 @@ impl Fetcher {
     }
 
     fn parse_url(&self, text: &str) -> Result<Url, FetchError> {
-        let parsed = match &self.inner.config.base_url {
-            Some(base) => base.join(text),
-            None => Url::parse(text),
-        };
+        let parsed = self
+            .inner
+            .urls
+            .parse(self.inner.config.base_url.as_ref(), text);
         let url = parsed.map_err(|e| {
             FetchError::new(
                 FetchErrorKind::InvalidUrl,
