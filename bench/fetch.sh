@@ -6,9 +6,16 @@
 #   surge     surge fetch of N URLs at concurrency C (records to /dev/null)
 #   aiohttp   the seed's semaphore-bounded aiohttp fetcher (shared/peers/aiohttp_fetch.py)
 #   wrk       wrk at C connections: the load-generator limit
-# each BENCH_ROUNDS times, interleaved; then surge's peak RSS at N and 10×N
-# URLs (read lazily from a file). Prints a markdown report (medians, ratios
-# against the goals) to stdout and to bench/out/fetch-<UTC date>.md.
+# each BENCH_ROUNDS times, interleaved, the order alternating from round to
+# round (surge first in odd rounds, last in even ones, so neither gains from
+# going first on a machine whose load drifts); then surge's peak RSS at N
+# and 10×N URLs (read lazily from a file). Prints a markdown report (each
+# round's figures and ratios, medians, ratios against the goals) to stdout
+# and to bench/out/fetch-<UTC date>.md.
+#
+# req/s on a shared machine moves with what else runs: compare clients in
+# one run, over several rounds. bench/fetch_instructions.sh counts
+# instructions per request instead (repeatable).
 #
 # Install the tools first: bench/setup.sh (wrk, nginx, aiohttp).
 #
@@ -19,11 +26,18 @@
 #   BENCH_WRK_THREADS=2   wrk threads
 #   BENCH_WRK_DURATION=5  seconds per wrk run
 #   BENCH_SKIP_BUILD=1    use target/release/surge as it is
-#   SURGE_BENCH_PEERS     folder of the Python peers (default: ../shared/peers beside the repo)
+#   SURGE_BENCH_PEERS     folder of the Python peers (default: ../shared/peers beside the
+#                         repository, else /work/shared/peers)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PEERS=${SURGE_BENCH_PEERS:-$ROOT/../shared/peers}
+if [[ -n "${SURGE_BENCH_PEERS:-}" ]]; then
+  PEERS=$SURGE_BENCH_PEERS
+elif [[ -f "$ROOT/../shared/peers/aiohttp_fetch.py" ]]; then
+  PEERS=$ROOT/../shared/peers
+else
+  PEERS=/work/shared/peers
+fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 N=${BENCH_N:-50000}
 C=${BENCH_C:-100}
@@ -40,7 +54,7 @@ die() { say "ERROR: $*"; exit 1; }
 for tool in wrk nginx python3 /usr/bin/time; do
   command -v "$tool" >/dev/null || die "$tool not found; run bench/setup.sh"
 done
-[[ -f "$PEERS/aiohttp_fetch.py" ]] || die "aiohttp_fetch.py not found in $PEERS"
+[[ -f "$PEERS/aiohttp_fetch.py" ]] || die "aiohttp_fetch.py not found in $PEERS (set SURGE_BENCH_PEERS)"
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$ROOT/bench/out"
@@ -94,6 +108,7 @@ PY
 # ---------------------------------------------------------------- runs
 RESULTS="$WORK/results.txt"
 : >"$RESULTS"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 surge_run() { # $1 = url file; prints "req/s rss_kib ok"
   /usr/bin/time -f '%M' -o "$WORK/time.txt" "$SURGE" fetch -i "$1" -o /dev/null -c "$C" \
     --summary json --progress never 2>"$WORK/summary.txt" || true
@@ -104,16 +119,28 @@ rss = int(open(sys.argv[2]).read().strip().splitlines()[-1])
 print(f'{summary["requests_per_second"]:.0f} {rss} {summary["ok"]}')
 PY
 }
-for r in $(seq "$ROUNDS"); do
-  say "round $r/$ROUNDS: load $(cut -d' ' -f1-3 /proc/loadavg)"
+run_surge() { # $1 = round
+  local rps rss ok
   read -r rps rss ok < <(surge_run "$WORK/urls-n.txt")
   [[ "$ok" == "$N" ]] || say "warning: surge: only $ok of $N ok"
-  echo "surge $r $rps" >>"$RESULTS"
+  echo "surge $1 $rps" >>"$RESULTS"
+}
+run_aiohttp() {
+  local line
   line=$(python3 "$PEERS/aiohttp_fetch.py" "$URL" "$N" "$C")
-  echo "aiohttp $r $(sed -E 's/.* ([0-9]+) req\/s.*/\1/' <<<"$line")" >>"$RESULTS"
-  wrk_rps=$(wrk -t"$WRK_THREADS" -c"$C" -d"${WRK_DURATION}s" "$URL" | awk '/Requests\/sec/ {printf "%.0f", $2}')
-  echo "wrk $r $wrk_rps" >>"$RESULTS"
-  say "  surge $rps req/s, aiohttp $(tail -2 "$RESULTS" | head -1 | cut -d' ' -f3), wrk $wrk_rps"
+  echo "aiohttp $1 $(sed -E 's/.* ([0-9]+) req\/s.*/\1/' <<<"$line")" >>"$RESULTS"
+}
+run_wrk() {
+  local rps
+  rps=$(wrk -t"$WRK_THREADS" -c"$C" -d"${WRK_DURATION}s" "$URL" | awk '/Requests\/sec/ {printf "%.0f", $2}')
+  echo "wrk $1 $rps" >>"$RESULTS"
+}
+for r in $(seq "$ROUNDS"); do
+  if ((r % 2)); then order="surge aiohttp wrk"; else order="wrk aiohttp surge"; fi
+  say "round $r/$ROUNDS ($order): load $(cut -d' ' -f1-3 /proc/loadavg)"
+  for who in $order; do "run_$who" "$r"; done
+  get() { awk -v w="$1" -v r="$r" '$1 == w && $2 == r {print $3}' "$RESULTS"; }
+  say "  surge $(get surge) req/s, aiohttp $(get aiohttp), wrk $(get wrk)"
 done
 say "peak RSS at $N and $((10 * N)) URLs"
 read -r _ rss_n _ < <(surge_run "$WORK/urls-n.txt")
@@ -121,7 +148,7 @@ read -r _ rss_10n ok10 < <(surge_run "$WORK/urls-10n.txt")
 [[ "$ok10" == "$((10 * N))" ]] || say "warning: surge at 10N: only $ok10 ok"
 
 # ---------------------------------------------------------------- report
-python3 - "$RESULTS" "$N" "$C" "$ROUNDS" "$rss_n" "$rss_10n" "$COMMAND" "$WRK_THREADS" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY' | tee "$OUT_MD"
+python3 - "$RESULTS" "$N" "$C" "$ROUNDS" "$rss_n" "$rss_10n" "$COMMAND" "$WRK_THREADS" "$(nproc)" "$LOAD_START / $(cut -d' ' -f1-3 /proc/loadavg)" <<'PY' | tee "$OUT_MD"
 import statistics, sys
 results, n, c, rounds, rss_n, rss_10n, command, wrk_threads, cpus, load = sys.argv[1:]
 runs = {}
@@ -135,12 +162,17 @@ vs_wrk = med["surge"] / med["wrk"]
 growth = rss_10n / rss_n
 print(f"## surge fetch: {n:,} GETs of a local nginx `return 200` at concurrency {c}\n")
 print(f"Command: `{command}`; {cpus} CPUs shared by nginx (1 worker), the client and wrk; "
-      f"medians of {rounds} rounds; load average at the end {load}.\n")
+      f"medians of {rounds} rounds (order alternating); load average at the start / end {load}.\n")
 print("| client | req/s (median) | rounds |")
 print("|---|---:|---|")
 for who in ("surge", "aiohttp", "wrk"):
     label = {"surge": "surge fetch", "aiohttp": "aiohttp peer", "wrk": f"wrk -t{wrk_threads} (load-generator limit)"}[who]
     print(f"| {label} | {med[who]:,.0f} | {', '.join(f'{x:,.0f}' for x in runs[who])} |")
+print()
+print("| round | surge ÷ aiohttp | surge ÷ wrk |")
+print("|---|---:|---:|")
+for i, (s, a, w) in enumerate(zip(runs["surge"], runs["aiohttp"], runs["wrk"]), 1):
+    print(f"| {i} | {s / a:.2f}× | {100 * s / w:.0f}% |")
 print()
 print("| goal | measured | |")
 print("|---|---:|---|")

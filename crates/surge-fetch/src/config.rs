@@ -28,6 +28,12 @@ pub struct FetchConfig {
     pub adaptive: Option<AdaptiveConfig>,
     /// Requests in flight at once to one host.
     pub per_host: usize,
+    /// Make each host's limit adaptive (as `adaptive`, per host), never
+    /// above `per_host`: a host that slows down or answers 429 / 503 gets
+    /// fewer requests at once, and more again when it recovers. Learnt
+    /// afresh for a host that comes back after being idle. `None`: a static
+    /// limit of `per_host`.
+    pub per_host_adaptive: Option<AdaptiveConfig>,
     /// Request starts per second per host (`None`: no rate).
     pub per_host_rate: Option<f64>,
     /// Time to establish a connection (TCP and TLS).
@@ -80,6 +86,7 @@ impl Default for FetchConfig {
             retry_budget: RetryBudgetConfig::default(),
             response_cache: None,
             per_host: 100,
+            per_host_adaptive: None,
             per_host_rate: None,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
@@ -170,6 +177,14 @@ impl FetchConfig {
                     message: e.to_string(),
                 });
             }
+        }
+        if let Some(a) = &self.per_host_adaptive
+            && let Err(e) = crate::hosts::per_host_adaptive(a.clone(), self.per_host).validate()
+        {
+            return Err(ConfigError {
+                field: "per_host_adaptive",
+                message: e.to_string(),
+            });
         }
         if self.max_retries > 100 {
             return bad("max_retries", "must be at most 100");

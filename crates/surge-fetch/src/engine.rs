@@ -7,13 +7,29 @@
 //! of the host's slots, then a global slot, send, read the body into its
 //! sink. Slots are held for the hop's whole exchange, body included, so
 //! the limits count real load on the peer.
+//!
+//! Two transports: plain `http://` goes over HTTP/1.1 on the engine's own
+//! pool (`pool.rs`): no task per connection, the request
+//! drives its connection, one timer covers the wait for the answer's head
+//! (the idle-read timeout or the request's deadline, whichever comes
+//! first). HTTPS (HTTP/1.1 or HTTP/2 by ALPN) and h2c by prior knowledge go
+//! through hyper-util's pooled client, whose connector resolves through
+//! the same DNS cache and address policy. Both decode bodies with the same
+//! decompression layer.
+//!
+//! The per-request path is kept lean for batch speed: the URL is parsed
+//! once per fetch (origins cached, `urls.rs`), headers are
+//! merged once per fetch, the future of a fetch stays small (rare paths —
+//! the response cache, a new connection, a resend, hyper-util's client —
+//! are boxed) so that moving it costs little.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_timeout::TimeoutConnector;
@@ -27,22 +43,27 @@ use surge_core::limit::{AdaptiveLimiter, Limiter, LimiterSnapshot, Outcome, Stat
 use surge_core::observe::Observatory;
 use tokio::time::Instant;
 use tower::ServiceExt;
-use tower_http::decompression::Decompression;
-use url::{Host, Url};
+use tower_http::decompression::{Decompression, DecompressionBody};
+use url::{Host, Position, Url};
 
 use crate::body::{self, BodyOutput, BodySink};
 use crate::config::{ConfigError, FetchConfig};
 use crate::dns::{DnsCache, DnsStats};
 use crate::error::{FetchError, FetchErrorKind, classify};
 use crate::hosts::{HostStats, HostTable};
+use crate::pool::{Conn, DrivenBody, Pool, PoolConfig, SendError, SendOn};
 use crate::request::{FetchRequest, Fetched};
 use crate::ssrf::non_public_reason;
+use crate::urls::UrlParser;
 
 type HttpClient = Client<TimeoutConnector<HttpsConnector<HttpConnector<DnsCache>>>, Full<Bytes>>;
 
 /// Redirect bodies up to this size are read (so the connection is reused);
 /// larger ones are dropped with their connection.
 const REDIRECT_BODY_MAX: u64 = 64 * 1024;
+
+/// Idle keep-alive connections are closed after this.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The outbound HTTP engine. Cheap to clone (one pool, one set of limits
 /// shared by the clones).
@@ -54,13 +75,17 @@ pub struct Fetcher {
 struct Inner {
     config: FetchConfig,
     default_headers: HeaderMap,
+    /// HTTPS (HTTP/1.1 or HTTP/2 by ALPN) and h2c.
     client: Decompression<HttpClient>,
+    /// Plain `http://` over HTTP/1.1.
+    pool: Arc<Pool>,
     dns: DnsCache,
     hosts: Arc<HostTable>,
     global: Arc<dyn Limiter>,
     backoff: Backoff,
     budget: RetryBudget,
     responses: Option<Cache<String, Arc<Fetched>>>,
+    urls: UrlParser,
     registered: std::sync::Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
     counters: Counters,
 }
@@ -90,6 +115,9 @@ pub struct EngineStats {
     pub redirects: u64,
     /// Requests in flight now.
     pub in_flight: usize,
+    /// Idle keep-alive connections of the plain HTTP/1.1 pool now (HTTPS
+    /// and h2c connections live in hyper-util's pool, not counted here).
+    pub idle_connections: usize,
     /// The DNS cache.
     pub dns: DnsStats,
     /// The per-host state.
@@ -148,7 +176,7 @@ impl Fetcher {
         https.set_reset_reader_on_write(true);
         let client: HttpClient = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(config.per_host)
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .http2_only(config.http2_prior_knowledge)
@@ -177,6 +205,14 @@ impl Fetcher {
                 })?)
             }
         };
+        let hosts = match &config.per_host_adaptive {
+            None => HostTable::new(config.per_host, config.per_host_rate),
+            Some(a) => HostTable::adaptive(config.per_host, config.per_host_rate, a.clone())
+                .map_err(|e| ConfigError {
+                    field: "per_host_adaptive",
+                    message: e.to_string(),
+                })?,
+        };
         let responses = config.response_cache.map(|rc| {
             Cache::builder("fetch.responses")
                 .max_weight(rc.max_bytes, |url: &String, f: &Arc<Fetched>| {
@@ -196,14 +232,23 @@ impl Fetcher {
         });
         Ok(Fetcher {
             inner: Arc::new(Inner {
-                hosts: Arc::new(HostTable::new(config.per_host, config.per_host_rate)),
+                hosts: Arc::new(hosts),
                 global,
                 backoff: Backoff::new(config.backoff_base, config.backoff_cap),
                 budget: RetryBudget::new(config.retry_budget),
                 responses,
+                urls: UrlParser::default(),
                 registered: std::sync::Mutex::new(Vec::new()),
                 default_headers,
                 client,
+                pool: Pool::new(
+                    PoolConfig {
+                        max_idle_per_host: config.per_host,
+                        idle_timeout: POOL_IDLE_TIMEOUT,
+                        connect_timeout: config.connect_timeout,
+                    },
+                    dns.clone(),
+                ),
                 dns,
                 config,
                 counters: Counters::default(),
@@ -226,6 +271,7 @@ impl Fetcher {
             budget_refused: c.budget_refused.load(Ordering::Relaxed),
             redirects: c.redirects.load(Ordering::Relaxed),
             in_flight: c.in_flight.load(Ordering::Relaxed),
+            idle_connections: self.inner.pool.idle_count(),
             dns: self.inner.dns.stats(),
             hosts: self.inner.hosts.stats(),
             limiter: self.inner.global.snapshot(),
@@ -270,9 +316,19 @@ impl Fetcher {
         let cacheable = request.method == Method::GET
             && request.body.is_empty()
             && !matches!(request.sink, BodySink::File(_));
-        let Some(cache) = self.inner.responses.as_ref().filter(|_| cacheable) else {
-            return self.fetch_uncached(request).await;
-        };
+        match self.inner.responses.as_ref().filter(|_| cacheable) {
+            None => self.fetch_uncached(request).await,
+            // Boxed: the cache's future is large, and the future of every
+            // fetch would be as large.
+            Some(cache) => Box::pin(self.fetch_cached(cache, request)).await,
+        }
+    }
+
+    async fn fetch_cached(
+        &self,
+        cache: &Cache<String, Arc<Fetched>>,
+        request: FetchRequest,
+    ) -> Fetched {
         let start = Instant::now();
         let key = request.url.clone();
         // Single flight: concurrent fetches of one URL make one request;
@@ -291,16 +347,17 @@ impl Fetcher {
         fetched
     }
 
-    async fn fetch_uncached(&self, request: FetchRequest) -> Fetched {
+    async fn fetch_uncached(&self, mut request: FetchRequest) -> Fetched {
         let inner = &self.inner;
         let config = &inner.config;
         inner.counters.fetches.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
+        let parsed = self.parse_url(&request.url);
         let mut out = Fetched {
-            url: request.url.clone(),
+            url: std::mem::take(&mut request.url),
             ..Fetched::default()
         };
-        let url = match self.parse_url(&request.url) {
+        let url = match parsed {
             Ok(url) => url,
             Err(e) => {
                 out.error = Some(e);
@@ -308,10 +365,19 @@ impl Fetcher {
                 return out;
             }
         };
+        let headers = if request.headers.is_empty() {
+            Cow::Borrowed(&inner.default_headers)
+        } else {
+            let mut headers = inner.default_headers.clone();
+            for (name, value) in &request.headers {
+                headers.insert(name, value.clone());
+            }
+            Cow::Owned(headers)
+        };
         inner.budget.deposit();
         loop {
             out.attempts += 1;
-            let (result, retry_after) = self.attempt(&request, url.clone(), &mut out).await;
+            let (result, retry_after) = self.attempt(&request, &url, &headers, &mut out).await;
             let error = match result {
                 Ok(()) => {
                     out.error = None;
@@ -357,10 +423,10 @@ impl Fetcher {
     }
 
     fn parse_url(&self, text: &str) -> Result<Url, FetchError> {
-        let parsed = match &self.inner.config.base_url {
-            Some(base) => base.join(text),
-            None => Url::parse(text),
-        };
+        let parsed = self
+            .inner
+            .urls
+            .parse(self.inner.config.base_url.as_ref(), text);
         let url = parsed.map_err(|e| {
             FetchError::new(
                 FetchErrorKind::InvalidUrl,
@@ -396,17 +462,16 @@ impl Fetcher {
     async fn attempt(
         &self,
         request: &FetchRequest,
-        mut url: Url,
+        first: &Url,
+        base_headers: &HeaderMap,
         out: &mut Fetched,
     ) -> (Result<(), FetchError>, Option<Duration>) {
         let inner = &self.inner;
         let config = &inner.config;
         let mut method = request.method.clone();
         let mut body = request.body.clone();
-        let mut headers = inner.default_headers.clone();
-        for (name, value) in &request.headers {
-            headers.insert(name, value.clone());
-        }
+        // Copied on the first redirect only.
+        let mut redirected: Option<(Url, HeaderMap)> = None;
         out.redirects = 0;
         out.status = None;
         out.bytes = 0;
@@ -414,163 +479,342 @@ impl Fetcher {
         out.headers = HeaderMap::new();
         out.body = BodyOutput::None;
         loop {
-            out.final_url = Some(url.to_string());
-            if let Err(e) = self.check_literal(&url) {
+            let (url, headers) = match &redirected {
+                Some((u, h)) => (u, h),
+                None => (first, base_headers),
+            };
+            if let Err(e) = self.check_literal(url) {
+                out.final_url = Some(url.to_string());
                 return (Err(e), None);
             }
-            let host = inner.hosts.enter(&host_key(&url));
+            let key = host_key(url);
+            let host = inner.hosts.enter(&key);
             host.wait_turn().await;
-            let _host_slot = host.slot().await;
+            let host_slot = host.slot().await;
             let global_token = inner.global.acquire().await;
-            let hop = 'hop: {
-                let _in_flight = InFlight::enter(&inner.counters.in_flight);
-                inner.counters.requests.fetch_add(1, Ordering::Relaxed);
-
-                let deadline = Instant::now() + config.request_timeout;
-                let http_request = match build_request(&method, &url, &headers, &body) {
-                    Ok(r) => r,
-                    Err(e) => break 'hop Hop::Done(Err(e), None),
-                };
-                let sent = inner.client.clone().oneshot(http_request);
-                let response = match tokio::time::timeout_at(deadline, sent).await {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(e)) => break 'hop Hop::Done(Err(classify(&e)), None),
-                    Err(_) => {
-                        break 'hop Hop::Done(Err(timeout_error(config.request_timeout)), None);
-                    }
-                };
-                let status = response.status();
-                let (parts, response_body) = response.into_parts();
-                out.status = Some(status.as_u16());
-                out.content_type = parts
-                    .headers
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-
-                if status.is_redirection() && parts.headers.contains_key(header::LOCATION) {
-                    let next = match redirect_target(&url, &parts.headers) {
-                        Ok(next) => next,
-                        Err(e) => break 'hop Hop::Done(Err(e), None),
-                    };
-                    // Drain a small body so the connection goes back to the pool.
-                    let drained = tokio::time::timeout_at(
-                        deadline,
-                        body::read(
-                            response_body,
-                            &BodySink::Discard,
-                            REDIRECT_BODY_MAX,
-                            config.read_timeout,
-                        ),
-                    )
-                    .await;
-                    drop(drained);
-                    out.headers = parts.headers;
-                    if out.redirects >= config.max_redirects {
-                        break 'hop Hop::Done(
-                            Err(FetchError::new(
-                                FetchErrorKind::TooManyRedirects,
-                                format!(
-                                    "more than {} redirects (last: {next})",
-                                    config.max_redirects
-                                ),
-                            )),
-                            None,
-                        );
-                    }
-                    out.redirects += 1;
-                    inner.counters.redirects.fetch_add(1, Ordering::Relaxed);
-                    if status == StatusCode::SEE_OTHER && method != Method::HEAD
-                        || matches!(status.as_u16(), 301 | 302) && method == Method::POST
-                    {
-                        method = Method::GET;
-                        body = Bytes::new();
-                        headers.remove(header::CONTENT_TYPE);
-                        headers.remove(header::CONTENT_LENGTH);
-                    }
-                    if next.origin() != url.origin() {
-                        // Credentials are for the origin they were given to.
-                        headers.remove(header::AUTHORIZATION);
-                        headers.remove(header::COOKIE);
-                        headers.remove(header::PROXY_AUTHORIZATION);
-                    }
-                    url = next;
-                    break 'hop Hop::Redirect;
+            let _in_flight = InFlight::enter(&inner.counters.in_flight);
+            inner.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let deadline = Instant::now() + config.request_timeout;
+            let pooled = url.scheme() == "http" && !config.http2_prior_knowledge;
+            let sent = match build_request(&method, url, headers, &body, pooled) {
+                Err(e) => Exchanged::Failed(e),
+                Ok(http_request) if pooled => {
+                    self.exchange_pooled(&key, url, http_request, deadline, request)
+                        .await
                 }
-
-                let retry_after = if matches!(status.as_u16(), 429 | 503) {
-                    let ra = parts
-                        .headers
-                        .get(header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| parse_retry_after(v, SystemTime::now()));
-                    if let Some(d) = ra {
-                        host.defer(d.min(config.max_retry_after));
-                    }
-                    ra
-                } else {
-                    None
-                };
-                out.headers = parts.headers;
-                let failed = status.is_client_error() || status.is_server_error();
-                // An error answer's body is counted, not kept.
-                let sink = if failed {
-                    &BodySink::Discard
-                } else {
-                    &request.sink
-                };
-                let read = tokio::time::timeout_at(
-                    deadline,
-                    body::read(
-                        response_body,
-                        sink,
-                        request.max_body_bytes.unwrap_or(config.max_body_bytes),
-                        config.read_timeout,
-                    ),
-                )
-                .await;
-                match read {
-                    Err(_) => {
-                        break 'hop Hop::Done(
-                            Err(timeout_error(config.request_timeout)),
-                            retry_after,
-                        );
-                    }
-                    Ok(Err(e)) => break 'hop Hop::Done(Err(e), retry_after),
-                    Ok(Ok((len, output))) => {
-                        out.bytes = len;
-                        out.body = output;
-                    }
-                }
-                if failed {
-                    break 'hop Hop::Done(Err(FetchError::status(status.as_u16())), retry_after);
-                }
-                break 'hop Hop::Done(Ok(()), None);
+                Ok(http_request) => self.exchange(None, http_request, deadline, request).await.0,
             };
-            global_token.record(outcome(&hop, out.status));
-            match hop {
-                Hop::Done(result, retry_after) => return (result, retry_after),
-                Hop::Redirect => continue,
+            let (parts, read) = match sent {
+                Exchanged::Failed(e) => {
+                    let o = outcome(&Err(e.clone()), None);
+                    host_slot.record(o);
+                    global_token.record(o);
+                    out.final_url = Some(url.to_string());
+                    return (Err(e), None);
+                }
+                Exchanged::NotSent(_) => unreachable!("exchange_pooled sends again"),
+                Exchanged::Answered { parts, read } => (parts, read),
+            };
+            let status = parts.status;
+            out.status = Some(status.as_u16());
+            out.content_type = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+
+            if is_redirect(&parts) {
+                let next = match redirect_target(url, &parts.headers) {
+                    Ok(next) => next,
+                    Err(e) => {
+                        let result = Err(e);
+                        let o = outcome(&result, out.status);
+                        host_slot.record(o);
+                        global_token.record(o);
+                        out.final_url = Some(url.to_string());
+                        return (result, None);
+                    }
+                };
+                // A redirect body was drained (or not) for the
+                // connection's sake only.
+                drop(read);
+                host_slot.record(Outcome::Success);
+                global_token.record(Outcome::Success);
+                out.headers = parts.headers;
+                if out.redirects >= config.max_redirects {
+                    out.final_url = Some(url.to_string());
+                    return (
+                        Err(FetchError::new(
+                            FetchErrorKind::TooManyRedirects,
+                            format!(
+                                "more than {} redirects (last: {next})",
+                                config.max_redirects
+                            ),
+                        )),
+                        None,
+                    );
+                }
+                out.redirects += 1;
+                inner.counters.redirects.fetch_add(1, Ordering::Relaxed);
+                let mut headers = headers.clone();
+                if status == StatusCode::SEE_OTHER && method != Method::HEAD
+                    || matches!(status.as_u16(), 301 | 302) && method == Method::POST
+                {
+                    method = Method::GET;
+                    body = Bytes::new();
+                    headers.remove(header::CONTENT_TYPE);
+                    headers.remove(header::CONTENT_LENGTH);
+                }
+                if next.origin() != url.origin() {
+                    // Credentials are for the origin they were given to.
+                    headers.remove(header::AUTHORIZATION);
+                    headers.remove(header::COOKIE);
+                    headers.remove(header::PROXY_AUTHORIZATION);
+                }
+                redirected = Some((next, headers));
+                continue;
             }
+
+            let retry_after = if matches!(status.as_u16(), 429 | 503) {
+                let ra = parts
+                    .headers
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                if let Some(d) = ra {
+                    host.defer(d.min(config.max_retry_after));
+                }
+                ra
+            } else {
+                None
+            };
+            out.headers = parts.headers;
+            out.final_url = Some(match redirected {
+                Some((u, _)) => u.into(),
+                None => first.as_str().to_owned(),
+            });
+            let result = match read {
+                Err(e) => Err(e),
+                Ok((len, output)) => {
+                    out.bytes = len;
+                    out.body = output;
+                    if status.is_client_error() || status.is_server_error() {
+                        Err(FetchError::status(status.as_u16()))
+                    } else {
+                        Ok(())
+                    }
+                }
+            };
+            let o = outcome(&result, out.status);
+            host_slot.record(o);
+            global_token.record(o);
+            return match result {
+                Ok(()) => (Ok(()), None),
+                Err(e) => (Err(e), retry_after),
+            };
+        }
+    }
+
+    /// One exchange on the plain HTTP/1.1 pool: a pooled connection (or a
+    /// new one), sent again on a new connection if a reused one could not
+    /// take it; the connection goes back to the pool if its answer was read
+    /// to the end.
+    async fn exchange_pooled(
+        &self,
+        key: &str,
+        url: &Url,
+        http_request: Request<Full<Bytes>>,
+        deadline: Instant,
+        request: &FetchRequest,
+    ) -> Exchanged {
+        let pool = &self.inner.pool;
+        let (host, port) = host_and_port(url);
+        let timeout = self.inner.config.request_timeout;
+        let mut conn =
+            match tokio::time::timeout_at(deadline, pool.checkout(key, host.clone(), port)).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => return Exchanged::Failed(e),
+                Err(_) => return Exchanged::Failed(timeout_error(timeout)),
+            };
+        let (mut sent, mut reusable) = self
+            .exchange(Some(&mut conn), http_request, deadline, request)
+            .await;
+        if let Exchanged::NotSent(again) = sent {
+            if !conn.reused {
+                return Exchanged::Failed(FetchError::new(
+                    FetchErrorKind::Connection,
+                    "the connection closed before the request was sent",
+                ));
+            }
+            conn = match tokio::time::timeout_at(deadline, Box::pin(pool.connect(host, port))).await
+            {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => return Exchanged::Failed(e),
+                Err(_) => return Exchanged::Failed(timeout_error(timeout)),
+            };
+            (sent, reusable) =
+                Box::pin(self.exchange(Some(&mut conn), *again, deadline, request)).await;
+            if let Exchanged::NotSent(_) = sent {
+                sent = Exchanged::Failed(FetchError::new(
+                    FetchErrorKind::Connection,
+                    "the connection closed before the request was sent",
+                ));
+            }
+        }
+        if reusable {
+            pool.checkin(key, conn);
+        }
+        sent
+    }
+
+    /// Sends one request (on `conn`, or through hyper-util's client when
+    /// `None`) and reads its answer's body into its sink: the request's
+    /// own, or a discarding one for a redirect or an error status. Whether
+    /// the body was read to the end (the connection may be reused).
+    async fn exchange(
+        &self,
+        conn: Option<&mut Conn>,
+        http_request: Request<Full<Bytes>>,
+        deadline: Instant,
+        request: &FetchRequest,
+    ) -> (Exchanged, bool) {
+        let config = &self.inner.config;
+        let response: Response<AnswerBody<'_>> = match conn {
+            Some(conn) => {
+                let service = self.decompression(SendOn(Some(conn)));
+                // One timer for the answer's head: the idle-read timeout or
+                // the whole-request deadline, whichever is first.
+                let head_deadline = deadline.min(Instant::now() + config.read_timeout);
+                match tokio::time::timeout_at(head_deadline, service.oneshot(http_request)).await {
+                    Ok(Ok(r)) => r.map(AnswerBody::Pooled),
+                    Ok(Err(SendError::NotSent(again, _))) => {
+                        return (Exchanged::NotSent(again), false);
+                    }
+                    Ok(Err(e)) => return (Exchanged::Failed(classify(&e)), false),
+                    Err(_) if Instant::now() >= deadline => {
+                        return (
+                            Exchanged::Failed(timeout_error(config.request_timeout)),
+                            false,
+                        );
+                    }
+                    Err(_) => {
+                        return (
+                            Exchanged::Failed(FetchError::new(
+                                FetchErrorKind::ReadTimeout,
+                                format!("no answer for {} ms", config.read_timeout.as_millis()),
+                            )),
+                            false,
+                        );
+                    }
+                }
+            }
+            None => {
+                // Boxed: hyper-util's future is large, and this is not the
+                // path of plain HTTP/1.1.
+                let sent = Box::pin(self.inner.client.clone().oneshot(http_request));
+                match tokio::time::timeout_at(deadline, sent).await {
+                    Ok(Ok(r)) => r.map(AnswerBody::Client),
+                    Ok(Err(e)) => return (Exchanged::Failed(classify(&e)), false),
+                    Err(_) => {
+                        return (
+                            Exchanged::Failed(timeout_error(config.request_timeout)),
+                            false,
+                        );
+                    }
+                }
+            }
+        };
+        let (parts, response_body) = response.into_parts();
+        let max = request.max_body_bytes.unwrap_or(config.max_body_bytes);
+        let (sink, max) = if is_redirect(&parts) {
+            // Drained so the connection can be reused; a larger body is
+            // dropped with its connection.
+            (&BodySink::Discard, REDIRECT_BODY_MAX)
+        } else if parts.status.is_client_error() || parts.status.is_server_error() {
+            // An error answer's body is counted, not kept.
+            (&BodySink::Discard, max)
+        } else {
+            (&request.sink, max)
+        };
+        let read = tokio::time::timeout_at(
+            deadline,
+            body::read(response_body, sink, max, config.read_timeout),
+        )
+        .await
+        .unwrap_or_else(|_| Err(timeout_error(config.request_timeout)));
+        let complete = read.is_ok();
+        (Exchanged::Answered { parts, read }, complete)
+    }
+
+    fn decompression<S>(&self, service: S) -> Decompression<S> {
+        let d = Decompression::new(service);
+        if self.inner.config.decompress {
+            d
+        } else {
+            d.no_gzip().no_br().no_deflate()
         }
     }
 }
 
-/// How one hop ended.
-enum Hop {
-    /// The attempt is over: its result and the `Retry-After` asked for.
-    Done(Result<(), FetchError>, Option<Duration>),
-    /// Follow `url` (already updated).
-    Redirect,
+/// How one exchange went.
+enum Exchanged {
+    /// A reused connection could not take the request: send it again.
+    NotSent(Box<Request<Full<Bytes>>>),
+    /// No answer.
+    Failed(FetchError),
+    /// An answer: its head, and how reading its body went.
+    Answered {
+        parts: http::response::Parts,
+        read: Result<(u64, BodyOutput), FetchError>,
+    },
+}
+
+/// An answer's body, from either transport.
+enum AnswerBody<'a> {
+    Pooled(DecompressionBody<DrivenBody<'a>>),
+    Client(DecompressionBody<hyper::body::Incoming>),
+}
+
+impl http_body::Body for AnswerBody<'_> {
+    type Data = Bytes;
+    type Error = tower_http::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            AnswerBody::Pooled(b) => std::pin::Pin::new(b).poll_frame(cx),
+            AnswerBody::Client(b) => std::pin::Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            AnswerBody::Pooled(b) => b.is_end_stream(),
+            AnswerBody::Client(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            AnswerBody::Pooled(b) => b.size_hint(),
+            AnswerBody::Client(b) => b.size_hint(),
+        }
+    }
+}
+
+fn is_redirect(parts: &http::response::Parts) -> bool {
+    parts.status.is_redirection() && parts.headers.contains_key(header::LOCATION)
 }
 
 /// What the limiter learns from a hop: an answer is a latency sample, 429,
 /// 503 and timeouts say "too much", the rest (refused connections, our own
 /// refusals, bad bodies) says nothing about the peer's load.
-fn outcome(hop: &Hop, status: Option<u16>) -> Outcome {
-    match hop {
-        Hop::Redirect | Hop::Done(Ok(()), _) => Outcome::Success,
-        Hop::Done(Err(e), _) => match e.kind() {
+fn outcome(result: &Result<(), FetchError>, status: Option<u16>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Success,
+        Err(e) => match e.kind() {
             FetchErrorKind::Status if matches!(status, Some(429 | 503)) => Outcome::Overload,
             FetchErrorKind::Status => Outcome::Success,
             FetchErrorKind::Timeout
@@ -637,23 +881,44 @@ fn redirect_target(from: &Url, headers: &HeaderMap) -> Result<Url, FetchError> {
     Ok(next)
 }
 
+/// `host` and port of an `http`/`https` URL (checked to have a host).
+fn host_and_port(url: &Url) -> (Host<&str>, u16) {
+    (
+        url.host().unwrap_or(Host::Domain("")),
+        url.port_or_known_default().unwrap_or(80),
+    )
+}
+
+/// The request for one hop: for the HTTP/1.1 pool in origin form with a
+/// `Host` header (hyper-util's client does that itself).
 fn build_request(
     method: &Method,
     url: &Url,
     headers: &HeaderMap,
     body: &Bytes,
+    origin_form: bool,
 ) -> Result<Request<Full<Bytes>>, FetchError> {
-    let uri: http::Uri = url.as_str().parse().map_err(|e| {
+    let invalid = |e: &dyn std::fmt::Display| {
         FetchError::new(
             FetchErrorKind::InvalidUrl,
             format!("invalid URL {url}: {e}"),
         )
-    })?;
-    let mut request = Request::builder()
-        .method(method.clone())
-        .uri(uri)
-        .body(Full::new(body.clone()))
-        .map_err(|e| FetchError::new(FetchErrorKind::InvalidRequest, e.to_string()))?;
+    };
+    let uri: http::Uri = if origin_form {
+        url[Position::BeforePath..Position::AfterQuery]
+            .parse()
+            .map_err(|e| invalid(&e))?
+    } else {
+        url.as_str().parse().map_err(|e| invalid(&e))?
+    };
+    let mut request = Request::new(Full::new(body.clone()));
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri;
     *request.headers_mut() = headers.clone();
+    if origin_form && !headers.contains_key(header::HOST) {
+        let host = HeaderValue::from_str(&url[Position::BeforeHost..Position::AfterPort])
+            .map_err(|e| invalid(&e))?;
+        request.headers_mut().insert(header::HOST, host);
+    }
     Ok(request)
 }

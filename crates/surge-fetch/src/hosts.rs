@@ -1,6 +1,12 @@
 //! Per-host state: the host's concurrency slots, its rate, and the next
 //! time it may be asked again after it answered `Retry-After`.
 //!
+//! The slots are a static limit of `per_host`, or, when asked, an adaptive
+//! limit (the core crate's [`AdaptiveLimiter`]: it backs off on latency
+//! growth, 429, 503 and timeouts) that never goes above `per_host`. An
+//! adaptive host's limit is learnt afresh when the host comes back after
+//! being idle.
+//!
 //! An entry lives while a request for the host runs or waits, and for as
 //! long as the host's `Retry-After` or rate window is still ahead; then it
 //! is removed, so memory follows the hosts in use, not every host ever
@@ -11,17 +17,36 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use surge_core::limit::{Limiter, StaticLimiter, Token};
+use surge_core::limit::{
+    AdaptiveConfig, AdaptiveLimiter, Limiter, LimiterSnapshot, StaticLimiter, Token,
+};
 use tokio::time::Instant;
 
 /// One host's state.
 #[derive(Debug)]
 pub(crate) struct Host {
-    slots: StaticLimiter,
+    key: Arc<str>,
+    slots: Slots,
     timing: Mutex<Timing>,
     /// Requests holding or waiting for this entry; changed under the
     /// table's lock.
     users: std::sync::atomic::AtomicUsize,
+}
+
+/// A host's concurrency limit.
+#[derive(Debug)]
+enum Slots {
+    Static(StaticLimiter),
+    Adaptive(AdaptiveLimiter),
+}
+
+impl Slots {
+    fn limiter(&self) -> &dyn Limiter {
+        match self {
+            Slots::Static(l) => l,
+            Slots::Adaptive(l) => l,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +68,7 @@ impl Timing {
 pub struct HostTable {
     map: Mutex<HashMap<Arc<str>, Arc<Host>>>,
     per_host: usize,
+    adaptive: Option<AdaptiveConfig>,
     rate_interval: Option<Duration>,
     enters: AtomicU64,
 }
@@ -64,9 +90,35 @@ impl HostTable {
         HostTable {
             map: Mutex::new(HashMap::new()),
             per_host,
+            adaptive: None,
             rate_interval: rate.map(|r| Duration::from_secs_f64(1.0 / r)),
             enters: AtomicU64::new(0),
         }
+    }
+
+    /// The same, each host's limit adaptive between `adaptive.min` and
+    /// `per_host` (starting at `adaptive.initial`, clamped to that range).
+    ///
+    /// # Errors
+    /// The adaptive settings cannot work.
+    pub fn adaptive(
+        per_host: usize,
+        rate: Option<f64>,
+        adaptive: AdaptiveConfig,
+    ) -> Result<HostTable, surge_core::limit::ConfigError> {
+        let adaptive = per_host_adaptive(adaptive, per_host);
+        adaptive.validate()?;
+        Ok(HostTable {
+            adaptive: Some(adaptive),
+            ..HostTable::new(per_host, rate)
+        })
+    }
+
+    /// The limiter state of `key` (`host:port`), while the host has an
+    /// entry.
+    pub fn limiter(&self, key: &str) -> Option<LimiterSnapshot> {
+        let map = self.map.lock().expect("host table poisoned");
+        map.get(key).map(|h| h.slots.limiter().snapshot())
     }
 
     /// The host's entry, held until the guard drops.
@@ -81,20 +133,24 @@ impl HostTable {
         let host = match map.get(key) {
             Some(h) => Arc::clone(h),
             None => {
+                let key: Arc<str> = Arc::from(key);
                 let h = Arc::new(Host {
-                    slots: StaticLimiter::new(self.per_host),
+                    key: Arc::clone(&key),
+                    slots: match &self.adaptive {
+                        None => Slots::Static(StaticLimiter::new(self.per_host)),
+                        Some(a) => Slots::Adaptive(AdaptiveLimiter::new(a.clone())),
+                    },
                     timing: Mutex::new(Timing::default()),
                     users: Default::default(),
                 });
-                map.insert(Arc::from(key), Arc::clone(&h));
+                map.insert(key, Arc::clone(&h));
                 h
             }
         };
-        host.users.fetch_add(1, Ordering::Relaxed);
+        host.users.fetch_add(1, Ordering::AcqRel);
         drop(map);
         HostGuard {
             table: Arc::clone(self),
-            key: Arc::from(key),
             host,
         }
     }
@@ -137,7 +193,6 @@ impl Host {
 #[derive(Debug)]
 pub(crate) struct HostGuard {
     table: Arc<HostTable>,
-    key: Arc<str>,
     host: Arc<Host>,
 }
 
@@ -171,7 +226,7 @@ impl HostGuard {
 
     /// One of the host's slots (waits, first come first served).
     pub(crate) async fn slot(&self) -> Token {
-        self.host.slots.acquire().await
+        self.host.slots.limiter().acquire().await
     }
 
     /// No new request to this host for `delay` (it said `Retry-After`).
@@ -184,13 +239,29 @@ impl HostGuard {
 
 impl Drop for HostGuard {
     fn drop(&mut self) {
+        // Only the last user looks at the table. Users are added under its
+        // lock, so one that came in after the count reached zero is seen
+        // there, and the entry stays.
+        if self.host.users.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
         let mut map = self.table.map.lock().expect("host table poisoned");
-        if self.host.users.fetch_sub(1, Ordering::Relaxed) == 1
-            && self.host.idle_and_expired(Instant::now())
+        if self.host.idle_and_expired(Instant::now())
+            && map
+                .get(&self.host.key)
+                .is_some_and(|h| Arc::ptr_eq(h, &self.host))
         {
-            map.remove(&self.key);
+            map.remove(&self.host.key);
         }
     }
+}
+
+/// `adaptive` bounded by the static per-host limit.
+pub(crate) fn per_host_adaptive(mut adaptive: AdaptiveConfig, per_host: usize) -> AdaptiveConfig {
+    adaptive.max = per_host;
+    adaptive.min = adaptive.min.clamp(1, per_host);
+    adaptive.initial = adaptive.initial.clamp(adaptive.min, per_host);
+    adaptive
 }
 
 #[cfg(test)]

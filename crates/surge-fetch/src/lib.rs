@@ -1,9 +1,12 @@
 //! surge's outbound HTTP engine: the batch fetcher behind `surge fetch`, the
 //! `http.fetch` task kind and the crawler.
 //!
-//! - [`Fetcher`] ([`engine`]): a pooled keep-alive client (HTTP/1.1, and
-//!   HTTP/2 over TLS by ALPN or by prior knowledge) on hyper-util, with a
-//!   global and a per-host concurrency limit that are never exceeded, an
+//! - [`Fetcher`] ([`engine`]): a pooled keep-alive client (plain HTTP/1.1
+//!   on surge's own pool, `pool`, whose connections are driven by the
+//!   request holding them; HTTPS with HTTP/1.1 or HTTP/2 by ALPN, and h2c
+//!   by prior knowledge, on hyper-util's client), with a
+//!   global and a per-host concurrency limit (static, or adaptive and
+//!   capped by the static one) that are never exceeded, an
 //!   optional per-host rate, retries only where a retry may help (backoff
 //!   with full jitter, `Retry-After` honoured, a retry budget), connect /
 //!   request / idle-read timeouts, redirects followed by us (every hop is
@@ -38,10 +41,12 @@ pub mod dns;
 pub mod engine;
 pub mod error;
 pub mod hosts;
+mod pool;
 mod request;
 pub mod ssrf;
 #[cfg(feature = "task")]
 pub mod task;
+mod urls;
 
 pub use body::{BodyOutput, BodySink};
 pub use config::{ConfigError, FetchConfig, ResponseCacheConfig};

@@ -52,6 +52,77 @@ async fn the_adaptive_limit_comes_down_under_overload_and_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_per_host_adaptive_limit_comes_down_under_overload_recovers_and_is_freed() {
+    let server = Server::start().await;
+    let per_host = 32;
+    let f = Fetcher::new(FetchConfig {
+        concurrency: 64,
+        per_host,
+        per_host_adaptive: Some(AdaptiveConfig {
+            initial: 24,
+            min: 2,
+            ..AdaptiveConfig::default()
+        }),
+        max_retries: 0,
+        ..FetchConfig::default()
+    })
+    .unwrap();
+    let key = format!("127.0.0.1:{}", server.addr.port());
+    // The global limit stays static; only the host's limit adapts.
+    assert_eq!(f.stats().limiter.algorithm, "static");
+    // One request that never gets an answer keeps the host's entry (and
+    // its limiter) alive through the phases.
+    let hold = tokio::spawn({
+        let (f, url) = (f.clone(), server.url("/hang"));
+        async move { f.fetch(FetchRequest::get(url)).await }
+    });
+    let mut waited = 0;
+    while f.hosts().limiter(&key).is_none_or(|s| s.in_flight == 0) {
+        waited += 1;
+        assert!(waited < 10_000, "the held request never started");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let start = f.hosts().limiter(&key).unwrap();
+    assert_eq!((start.algorithm, start.limit), ("gradient", 24));
+
+    // Overload: the server takes 5 at once (the held request is one of
+    // them) and answers 503 beyond that.
+    let overload =
+        join_all((0..600).map(|_| f.fetch(FetchRequest::get(server.url("/capacity/5/5"))))).await;
+    assert!(overload.iter().any(|r| r.status == Some(503)));
+    let low = f.hosts().limiter(&key).expect("held");
+    assert!(
+        low.limit < start.limit,
+        "the host's limit came down: {low:?}"
+    );
+    assert!(low.overloads > 0);
+    assert_eq!(f.stats().limiter.limit, 64, "the global limit did not move");
+
+    // Recovery: no capacity limit, latency flat. Rounds of 400 until the
+    // host's limit has grown (at most 20).
+    for _ in 0..20 {
+        join_all((0..400).map(|_| f.fetch(FetchRequest::get(server.url("/slow/5"))))).await;
+        if f.hosts().limiter(&key).expect("held").limit > low.limit {
+            break;
+        }
+    }
+    let high = f.hosts().limiter(&key).expect("held");
+    assert!(
+        high.limit > low.limit,
+        "the host's limit went back up: {low:?} -> {high:?}"
+    );
+    // Capped by the static per-host limit, as the server counted it.
+    assert!(high.limit <= per_host);
+    assert!(server.stats.max_in_flight() <= per_host);
+
+    // Idle: the entry and its learnt limit are freed.
+    hold.abort();
+    assert!(hold.await.is_err());
+    assert!(f.hosts().limiter(&key).is_none());
+    assert_eq!(f.stats().hosts.tracked, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_response_cache_fetches_a_url_once_for_concurrent_callers() {
     let server = Server::start().await;
     let f = Fetcher::new(FetchConfig {

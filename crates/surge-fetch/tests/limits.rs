@@ -97,17 +97,23 @@ async fn a_per_host_rate_spaces_the_starts() {
         ..FetchConfig::default()
     })
     .unwrap();
+    let before = std::time::Instant::now();
     let all =
         join_all((0..6).map(|_| f.fetch(FetchRequest::get(server.url("/count/rate/200"))))).await;
     assert!(all.iter().all(|r| r.is_ok()));
     let times = server.stats.arrivals("rate");
     assert_eq!(times.len(), 6);
-    // 20 per second: starts 50 ms apart. The first arrival may lag its
-    // start by a connection set-up, so count from the second: four
-    // intervals at least from it to the sixth.
-    let span = times[5] - times[1];
-    assert!(
-        span >= std::time::Duration::from_millis(200) - std::time::Duration::from_millis(2),
-        "{span:?}"
-    );
+    // 20 per second: the k-th start is 50 ms × k after the first, and a
+    // request arrives no sooner than it starts, so the k-th arrival comes
+    // 50 ms × k after `before` or later, however slow the machine (delays
+    // only make arrivals later). Without the rate all six would arrive at
+    // once.
+    for (k, t) in times.iter().enumerate() {
+        let at_least = std::time::Duration::from_millis(50) * k as u32;
+        assert!(
+            *t - before >= at_least,
+            "arrival {k} after {:?}",
+            *t - before
+        );
+    }
 }

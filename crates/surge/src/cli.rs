@@ -93,6 +93,12 @@ pub(crate) struct FetchArgs {
     /// timeouts, never above --concurrency.
     #[arg(long)]
     pub(crate) adaptive: bool,
+    /// Make each host's limit adaptive the same way, never above
+    /// --per-host: a host that slows down or answers 429 / 503 gets fewer
+    /// requests at once, and more again when it recovers (learnt afresh
+    /// for a host that comes back after being idle).
+    #[arg(long)]
+    pub(crate) per_host_adaptive: bool,
     /// Reuse successful GET answers for this many seconds (duplicate URLs
     /// in the input are fetched once) [default: no cache].
     #[arg(long, value_name = "SECS")]
@@ -103,6 +109,11 @@ pub(crate) struct FetchArgs {
     /// Request starts per second per host [default: no limit].
     #[arg(long, value_name = "R")]
     pub(crate) rate: Option<f64>,
+    /// Seconds a resolved name is kept. Names are resolved by the system
+    /// resolver (getaddrinfo: /etc/hosts, nsswitch), which reports no TTL,
+    /// so every answer is kept this long.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub(crate) dns_ttl: f64,
     /// Seconds to connect (TCP and TLS).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub(crate) connect_timeout: f64,

@@ -137,16 +137,21 @@ async fn urls_from_arguments_file_and_stdin_each_get_one_record() {
     );
 }
 
+/// 60 URLs of 20 ms answers, one per line.
+fn slow_urls(server: &Server) -> String {
+    (0..60)
+        .map(|_| server.url("/slow/20"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_per_host_and_global_limits_hold_through_the_cli() {
     let server = Server::start().await;
-    let urls = (0..60)
-        .map(|_| server.url("/slow/20"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let urls = slow_urls(&server);
     let (out, records, _) = run(
         vec!["-c".into(), "50".into(), "--per-host".into(), "3".into()],
-        Some(urls.clone()),
+        Some(urls),
     )
     .await;
     assert_eq!(out.status.code(), Some(0));
@@ -154,13 +159,28 @@ async fn the_per_host_and_global_limits_hold_through_the_cli() {
     assert_eq!(server.stats.max_in_flight(), 3);
 
     let server = Server::start().await;
-    let urls = (0..60)
-        .map(|_| server.url("/slow/20"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let urls = slow_urls(&server);
     let (_, records, _) = run(vec!["-c".into(), "5".into()], Some(urls)).await;
     assert_eq!(records.len(), 60);
     assert_eq!(server.stats.max_in_flight(), 5);
+
+    // An adaptive per-host limit stays under --per-host as well.
+    let server = Server::start().await;
+    let urls = slow_urls(&server);
+    let (out, records, _) = run(
+        vec![
+            "-c".into(),
+            "50".into(),
+            "--per-host".into(),
+            "4".into(),
+            "--per-host-adaptive".into(),
+        ],
+        Some(urls),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(records.len(), 60);
+    assert!((1..=4).contains(&server.stats.max_in_flight()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
