@@ -1,0 +1,1 @@
+//! politeness (in progress).
