@@ -14,8 +14,12 @@
 //! - [`politeness`]: per-host concurrency, minimum delay and adaptive backoff.
 //! - [`frontier`]: the [`Frontier`] trait and its implementations.
 //! - [`engine`]: the [`Crawler`] loop over a frontier.
+//! - [`crawls`]: crawls stored in a broker (PostgreSQL, Redis) that any
+//!   number of workers crawl together.
+//! - `task` (feature `task`): the `crawl` and `crawl.join` task kinds.
 
 pub mod config;
+pub mod crawls;
 pub mod engine;
 pub mod error;
 pub mod extract;
@@ -26,6 +30,8 @@ pub mod robots;
 pub mod scope;
 pub mod seen;
 pub mod sitemap;
+#[cfg(feature = "task")]
+pub mod task;
 pub mod url_norm;
 
 pub use config::{CrawlConfig, ScopeConfig};

@@ -10,9 +10,16 @@ use serde::{Deserialize, Serialize};
 use crate::error::FrontierError;
 use crate::record::PageRecord;
 
+#[doc(hidden)]
+pub mod conformance;
 pub mod local;
+pub mod postgres;
+pub mod redis;
+mod shared;
 
 pub use local::LocalFrontier;
+pub use postgres::PgFrontier;
+pub use redis::RedisFrontier;
 
 /// A URL waiting to be crawled.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -104,12 +111,18 @@ pub trait Frontier: Send + Sync {
 pub enum AnyFrontier {
     /// A crawl directory on local disk.
     Local(LocalFrontier),
+    /// A crawl stored in PostgreSQL (shared by every worker).
+    Postgres(PgFrontier),
+    /// A crawl stored in Redis (shared by every worker).
+    Redis(RedisFrontier),
 }
 
 macro_rules! dispatch {
     ($self:ident, $f:ident => $e:expr) => {
         match $self {
             AnyFrontier::Local($f) => $e,
+            AnyFrontier::Postgres($f) => $e,
+            AnyFrontier::Redis($f) => $e,
         }
     };
 }
