@@ -108,7 +108,7 @@ impl Crawler {
             address_policy: if config.allow_private {
                 AddressPolicy::allow_all()
             } else {
-                AddressPolicy::default()
+                AddressPolicy::public_only()
             },
             ..FetchConfig::default()
         })?;
@@ -414,6 +414,29 @@ fn host_key(url: &str) -> String {
     }
 }
 
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Whether robots.txt lets the crawl follow `link`; `here` holds the rules
+/// of `page`'s origin (no cache lookup for the common same-origin link).
+async fn links_robots(
+    ctx: &Ctx,
+    here: &mut Option<Arc<crate::robots::Robots>>,
+    page: &Url,
+    link: &Url,
+) -> bool {
+    if same_origin(page, link) {
+        if here.is_none() {
+            *here = Some(ctx.robots.get(link).await);
+        }
+        return here.as_ref().is_some_and(|r| r.allowed(link));
+    }
+    ctx.robots.get(link).await.allowed(link)
+}
+
 fn page_error(kind: ErrorCategory, message: impl Into<String>) -> Option<PageError> {
     Some(PageError {
         kind,
@@ -453,9 +476,11 @@ async fn fetch_page(ctx: &Ctx, lease: Lease, host: String) -> Done {
         return done(record, Outcome::Failed, None, Vec::new());
     };
     let mut crawl_delay = None;
+    let mut page_robots = None;
     if cfg.respect_robots {
         let (allowed, robots) = ctx.robots.check(&url).await;
         crawl_delay = robots.crawl_delay;
+        page_robots = Some(Arc::clone(&robots));
         if !allowed {
             record.error = if robots.is_unavailable() {
                 page_error(
@@ -508,6 +533,7 @@ async fn fetch_page(ctx: &Ctx, lease: Lease, host: String) -> Done {
     if !is_html(fetched.content_type.as_deref(), body) {
         return done(record, outcome, crawl_delay, Vec::new());
     }
+    let robots_origin = url.clone();
     let page_url = Url::parse(&record.final_url).unwrap_or(url);
     let x = extract(body, fetched.content_type.as_deref(), &page_url);
     record.title = x.title;
@@ -516,6 +542,7 @@ async fn fetch_page(ctx: &Ctx, lease: Lease, host: String) -> Done {
     record.images = x.images;
     let base = x.base.unwrap_or(page_url);
     let follow = cfg.max_depth.is_none_or(|m| depth < m);
+    let mut robots_here = page_robots;
     let mut seen = HashSet::with_capacity(x.hrefs.len());
     let mut all = Vec::new();
     let mut outlinks = Vec::new();
@@ -528,7 +555,8 @@ async fn fetch_page(ctx: &Ctx, lease: Lease, host: String) -> Done {
         }
         if follow
             && ctx.scope.allows(&u)
-            && (!cfg.respect_robots || ctx.robots.get(&u).await.allowed(&u))
+            && (!cfg.respect_robots
+                || links_robots(ctx, &mut robots_here, &robots_origin, &u).await)
         {
             outlinks.push(FrontierEntry {
                 url: u.as_str().to_owned(),

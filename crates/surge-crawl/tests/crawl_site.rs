@@ -323,3 +323,16 @@ async fn stopped_and_resumed_crawl_finishes_with_the_exact_set_once() {
     let bound = expected.pages.len() as u64 + rounds * 16;
     assert!(requests <= bound, "{requests} requests > {bound}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_addresses_are_refused_unless_allowed() {
+    let site = TestSite::start(SiteConfig::plain(5)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&site, None);
+    cfg.allow_private = false;
+    let records = crawl(cfg, dir.path()).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let err = records[0].error.as_ref().expect("refused");
+    assert_eq!(err.kind, ErrorCategory::Validation, "{err:?}");
+    assert!(site.requests().is_empty(), "{:?}", site.requests());
+}
