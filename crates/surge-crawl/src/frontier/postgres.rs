@@ -307,7 +307,7 @@ async fn offer_in(
 }
 
 fn rows_of(entries: Vec<FrontierEntry>) -> Result<Vec<(i64, String, i32)>, FrontierError> {
-    Ok(by_fingerprint(entries)?
+    Ok(by_fingerprint(entries)
         .into_iter()
         .map(|(fp, e)| {
             (
