@@ -114,7 +114,7 @@ impl Crawls {
     /// shared by workers on several machines) or an unreachable broker.
     pub async fn connect(url: &str, namespace: &str) -> Result<Crawls, FrontierError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Crawls::Postgres(PgCrawls::connect(url, 8).await?))
+            Ok(Crawls::Postgres(PgCrawls::connect(url, 16).await?))
         } else if url.starts_with("redis://") || url.starts_with("rediss://") {
             Ok(Crawls::Redis(RedisCrawls::connect(url, namespace).await?))
         } else {

@@ -31,7 +31,10 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         Some(settings.pool.acquire_timeout),
     )
     .await?;
-    let registry = Arc::new(crate::kinds::registry(settings.kinds)?);
+    let registry = Arc::new(crate::kinds::registry(
+        settings.kinds,
+        &settings.broker_url,
+    )?);
     // A submission retries an unavailable broker a few times, not the six
     // times of a background publisher: each try may wait the acquire
     // timeout, and together they must end well within the request timeout
@@ -45,7 +48,18 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let listener =
         listen(settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(db.clone(), Queue::new(client));
+    let mut state = AppState::new(db.clone(), Queue::new(client));
+    if surge_crawl::crawls::is_broker_url(&settings.broker_url) {
+        // `/crawls` reads the crawls the broker's workers write.
+        let namespace = queue::broker_config(1, None).namespace;
+        let crawls = surge_crawl::crawls::Crawls::connect(&settings.broker_url, &namespace)
+            .await
+            .context("cannot open the crawls on the broker")?;
+        state = state.with_crawls(surge_server::CrawlApi::new(
+            crawls,
+            settings.kinds.fetch_allow_private,
+        ));
+    }
     // The dashboard's time series and runtime-lag probe (ends with the state).
     state.spawn_sampler();
     let metrics = Arc::clone(&state.metrics);

@@ -25,6 +25,7 @@
 //!   serialisation failures) are retried, so concurrent offers of
 //!   overlapping batches cannot fail the crawl.
 
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -307,7 +308,7 @@ async fn offer_in(
 }
 
 fn rows_of(entries: Vec<FrontierEntry>) -> Result<Vec<(i64, String, i32)>, FrontierError> {
-    Ok(by_fingerprint(entries)?
+    Ok(by_fingerprint(entries)
         .into_iter()
         .map(|(fp, e)| {
             (
@@ -447,10 +448,24 @@ impl PgFrontier {
     }
 }
 
+/// Runs a transaction on its own task: it commits or rolls back even when
+/// the caller stops polling it or drops it. (A caller that parks a
+/// half-done transaction while it waits for another connection of the
+/// same pool would otherwise hold its locks and its connection and can
+/// stall every worker of the pool.)
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T, FrontierError>> + Send + 'static,
+) -> Result<T, FrontierError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| FrontierError::Backend(format!("postgres frontier task: {e}")))?
+}
+
 impl Frontier for PgFrontier {
     async fn offer(&self, entries: Vec<FrontierEntry>) -> Result<u64, FrontierError> {
         let rows = rows_of(entries)?;
-        retrying!(self.offer_once(&rows))
+        let this = self.clone();
+        detached(async move { retrying!(this.offer_once(&rows)) }).await
     }
 
     async fn lease(&self, n: usize, ttl: Duration) -> Result<Vec<Lease>, FrontierError> {
@@ -458,7 +473,8 @@ impl Frontier for PgFrontier {
             return Ok(Vec::new());
         }
         let nonce = Uuid::new_v4();
-        retrying!(self.lease_once(n, ttl, nonce))
+        let this = self.clone();
+        detached(async move { retrying!(this.lease_once(n, ttl, nonce)) }).await
     }
 
     async fn complete(
@@ -470,7 +486,8 @@ impl Frontier for PgFrontier {
         let (fp, _) = parse_token(lease)?;
         let record = serde_json::to_string(record)?;
         let outlinks = rows_of(outlinks)?;
-        retrying!(self.complete_once(signed(fp), &record, &outlinks))
+        let this = self.clone();
+        detached(async move { retrying!(this.complete_once(signed(fp), &record, &outlinks)) }).await
     }
 
     async fn release(&self, lease: &Lease, delay: Duration) -> Result<(), FrontierError> {

@@ -457,7 +457,7 @@ fn push_entries(
     inv: &mut redis::ScriptInvocation<'_>,
     entries: Vec<FrontierEntry>,
 ) -> Result<(), FrontierError> {
-    for (fp, e) in by_fingerprint(entries)? {
+    for (fp, e) in by_fingerprint(entries) {
         inv.arg(hex(fp)).arg(e.depth).arg(e.url);
     }
     Ok(())
