@@ -1,4 +1,4 @@
-# Shared helpers for bench/loadgen.sh and bench/sweep.sh (sourced, not run):
+# Shared helpers for bench/loadgen.sh, bench/sweep.sh and bench/crawl.sh (sourced, not run):
 # start servers on free ports, wait for them, stop them all at exit.
 # Expects WORK (a temp dir) and say() from the caller.
 
@@ -79,27 +79,38 @@ start_fastapi() { # NAME: one uvicorn worker, access log off (as bench/web.sh)
   wait_http "$1" /health
 }
 
-start_nginx() { # NAME: one worker process serving a 15-byte static file at /health
-  PORT[$1]=$(free_port)
-  mkdir -p "$WORK/www"
-  printf '{"status":"ok"}' >"$WORK/www/health"
-  chmod -R a+rX "$WORK"
-  cat >"$WORK/nginx.conf" <<NGINX
-worker_processes 1;
+# start_nginx_root NAME ROOT DEFAULT_TYPE PROBE_PATH [WORKERS]: a private nginx
+# (WORKERS worker processes, default 1) serving the static folder ROOT on a
+# free port, access log off, open-file cache on; waits for 200 on PROBE_PATH.
+start_nginx_root() {
+  local name=$1 root=$2 type=$3 probe=$4 workers=${5:-1}
+  PORT[$name]=$(free_port)
+  chmod a+rX "$WORK"; chmod -R a+rX "$root"  # nginx workers run as an unprivileged user
+  cat >"$WORK/$name-nginx.conf" <<NGINX
+worker_processes $workers;
 daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
+pid $WORK/$name-nginx.pid;
+error_log $WORK/$name-nginx-error.log warn;
 events { worker_connections 20000; }
 http {
   access_log off;
   keepalive_requests 100000000;
   keepalive_timeout 600s;
-  server { listen 127.0.0.1:${PORT[$1]} backlog=4096; root $WORK/www; default_type application/json; }
+  open_file_cache max=20000 inactive=600s;
+  include /etc/nginx/mime.types;
+  server { listen 127.0.0.1:${PORT[$name]} backlog=4096; root $root; default_type $type; }
 }
 NGINX
-  nginx -c "$WORK/nginx.conf" >"$WORK/$1.out" 2>"$WORK/$1.err" &
-  track "$1" $!
-  wait_http "$1" /health
+  nginx -c "$WORK/$name-nginx.conf" -p "$WORK" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  track "$name" $!
+  wait_http "$name" "$probe"
+}
+
+start_nginx() { # NAME: one worker process serving a 15-byte static file at /health
+  mkdir -p "$WORK/www"
+  printf '{"status":"ok"}' >"$WORK/www/health"
+  chmod -R a+rX "$WORK"
+  start_nginx_root "$1" "$WORK/www" application/json /health
 }
 
 compiler_running() { pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; }

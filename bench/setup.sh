@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Install what bench/web.sh and bench/queue.sh need on a fresh Debian machine:
-# wrk (load generator), redis-server (queue.sh starts a private one) and the
-# Python peers' packages (aiohttp, FastAPI, uvicorn with uvloop/httptools,
-# celery with its Redis transport). Idempotent: skips whatever is already there.
+# Install what bench/web.sh, bench/queue.sh, bench/fetch.sh and bench/crawl.sh
+# need on a fresh Debian machine: wrk (load generator), redis-server (queue.sh
+# starts a private one), nginx (fetch.sh's endpoint, crawl.sh's static site)
+# and the Python peers' packages (aiohttp, FastAPI, uvicorn with
+# uvloop/httptools, celery with its Redis transport, scrapy). Idempotent: skips whatever is already there.
 # PostgreSQL itself is not installed here: web.sh uses SURGE_BENCH_POSTGRES_URL
 # (default postgres://postgres@127.0.0.1:5432/test) and skips PostgreSQL if
 # the server is not reachable; psql comes with the postgresql-client package.
@@ -30,6 +31,9 @@ fi
 if ! python3 -c 'import celery, redis' 2>/dev/null; then
   python3 -m pip install 'celery[redis]'
 fi
+if ! python3 -c 'import scrapy' 2>/dev/null; then
+  python3 -m pip install scrapy   # bench/crawl.sh's peer
+fi
 
 wrk --version 2>&1 | head -1 || true
-python3 -c 'import importlib.metadata as m; print(", ".join(f"{p} {m.version(p)}" for p in ("aiohttp", "fastapi", "uvicorn", "celery")))'
+python3 -c 'import importlib.metadata as m; print(", ".join(f"{p} {m.version(p)}" for p in ("aiohttp", "fastapi", "uvicorn", "celery", "scrapy")))'

@@ -135,6 +135,22 @@ impl ApiError {
         .retry_after(1)
     }
 
+    /// 501 `not_supported`: the server's setup cannot do this (e.g.
+    /// crawls on a SQLite broker).
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_IMPLEMENTED, "not_supported", message)
+    }
+
+    /// 503 `broker_unavailable` with `Retry-After`.
+    pub fn broker_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker_unavailable",
+            "the task broker is unavailable; retry shortly",
+        )
+        .retry_after(1)
+    }
+
     /// 500 `internal`: a bug; the details go to the log, not the client.
     pub fn internal() -> Self {
         Self::new(
@@ -188,6 +204,7 @@ impl ApiError {
             "timeout" => ErrorCategory::Timeout,
             "conflict" | "not_found" => ErrorCategory::Business,
             "overloaded"
+            | "not_supported"
             | "database_unavailable"
             | "broker_unavailable"
             | "unavailable"

@@ -48,6 +48,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::middleware::{ApiToken, require_bearer, shed_load, stack};
+pub use crate::routes::crawls::CrawlApi;
 
 /// The task queue as the handlers see it.
 #[derive(Clone, Debug)]
@@ -90,6 +91,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// When the server started (for uptime).
     pub started: Instant,
+    /// The crawls (a PostgreSQL or Redis broker only).
+    crawls: Option<CrawlApi>,
     health: Arc<routes::health::HealthCache>,
     stats: Arc<stats::Stats>,
 }
@@ -103,9 +106,18 @@ impl AppState {
             queue,
             metrics: Arc::new(Metrics::new()),
             started,
+            crawls: None,
             health: Arc::default(),
             stats: Arc::new(stats::Stats::new(started)),
         }
+    }
+
+    /// Serves `/crawls` from `crawls` (without, those routes answer 501
+    /// `not_supported`).
+    #[must_use]
+    pub fn with_crawls(mut self, crawls: CrawlApi) -> Self {
+        self.crawls = Some(crawls);
+        self
     }
 
     /// Starts, on the current tokio runtime, what `/stats` needs besides
@@ -195,7 +207,13 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
             "/schedules",
             post(routes::schedules::create).get(routes::schedules::list),
         )
-        .route("/schedules/{name}", delete(routes::schedules::delete));
+        .route("/schedules/{name}", delete(routes::schedules::delete))
+        .route(
+            "/crawls",
+            post(routes::crawls::start).get(routes::crawls::list),
+        )
+        .route("/crawls/{id}", get(routes::crawls::get))
+        .route("/crawls/{id}/pages", get(routes::crawls::pages));
     let token = config.api_token.as_deref().map(|t| ApiToken(Arc::from(t)));
     if let Some(token) = token.clone() {
         api = api.route_layer(axum::middleware::from_fn_with_state(token, require_bearer));

@@ -8,11 +8,17 @@
 //!
 //! With the `browser` feature, [`browser`] starts a real headless Chromium
 //! under the same rule (backend name `browser`).
+//!
+//! With the `site` feature, [`site::TestSite`] serves a generated website
+//! with crawler traps on 127.0.0.1, logs every request, and computes the
+//! exact set of pages a correct crawl records ([`site::TestSite::expected`]).
 
 use std::io::Write;
 
 #[cfg(feature = "browser")]
 pub mod browser;
+#[cfg(feature = "site")]
+pub mod site;
 
 /// Env var with the PostgreSQL URL for tests.
 pub const POSTGRES_URL_ENV: &str = "SURGE_TEST_POSTGRES_URL";

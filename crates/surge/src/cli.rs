@@ -33,6 +33,81 @@ pub(crate) enum Command {
     /// Fetch many URLs at once: one JSONL record per URL, a summary at the
     /// end (exit 1 when any URL failed, 2 on bad flags).
     Fetch(FetchArgs),
+    /// Crawl web sites from start URLs: one JSONL record per page, polite
+    /// per host, resumable after a kill (exit 2 on bad flags).
+    Crawl(CrawlArgs),
+}
+
+/// `surge crawl` flags.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  surge crawl https://example.com/ --depth 3 --max-pages 1000 --output pages.jsonl\n  surge crawl https://example.com/ --dir crawl1   (kill it any time, then:)\n  surge crawl --resume crawl1"
+)]
+pub(crate) struct CrawlArgs {
+    /// Start URLs (depth 0); the crawl stays on their hosts by default.
+    pub(crate) urls: Vec<String>,
+    /// Deepest link depth followed (start URLs are depth 0) [default: no limit].
+    #[arg(long = "depth", value_name = "N")]
+    pub(crate) depth: Option<u32>,
+    /// Page budget: records written [default: no limit].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_pages: Option<u64>,
+    /// Time budget in seconds (the crawl stops, resumable) [default: no limit].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) max_time: Option<f64>,
+    /// Fetches in flight at once [default: 64].
+    #[arg(long, value_name = "N")]
+    pub(crate) concurrency: Option<usize>,
+    /// Fetches in flight at once to one host [default: 8].
+    #[arg(long, value_name = "N")]
+    pub(crate) per_host: Option<usize>,
+    /// Least time between two request starts to one host, in milliseconds
+    /// (robots.txt Crawl-delay raises it) [default: 0].
+    #[arg(long, value_name = "MS")]
+    pub(crate) delay: Option<u64>,
+    /// Only URLs matching one of these regexes (repeatable).
+    #[arg(long = "allow", value_name = "RE")]
+    pub(crate) allow: Vec<String>,
+    /// Never URLs matching one of these regexes (repeatable).
+    #[arg(long = "deny", value_name = "RE")]
+    pub(crate) deny: Vec<String>,
+    /// Follow links to subdomains of the start hosts too.
+    #[arg(long)]
+    pub(crate) subdomains: bool,
+    /// Remove query parameters matching this glob before dedup (`utm_*`; repeatable).
+    #[arg(long = "strip-query", value_name = "P")]
+    pub(crate) strip_query: Vec<String>,
+    /// Put each page's outlinks in its record.
+    #[arg(long)]
+    pub(crate) outlinks: bool,
+    /// Ignore robots.txt.
+    #[arg(long)]
+    pub(crate) no_robots: bool,
+    /// Read the sitemaps (robots.txt `Sitemap:` lines and /sitemap.xml).
+    #[arg(long)]
+    pub(crate) sitemaps: bool,
+    /// The User-Agent sent and matched against robots.txt [default: surge-crawler/<version>].
+    #[arg(long, value_name = "S")]
+    pub(crate) user_agent: Option<String>,
+    /// Time one request may take, in seconds [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) timeout: Option<f64>,
+    /// Largest page body read, in bytes (larger: an error record) [default: 10 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_body: Option<u64>,
+    /// Where the JSONL records go (`-`: stdout) [default: -].
+    #[arg(long, short = 'o', value_name = "FILE|-")]
+    pub(crate) output: Option<String>,
+    /// Keep the crawl's state in DIR (kill-safe; continue it with --resume DIR).
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    pub(crate) dir: Option<std::path::PathBuf>,
+    /// Continue the crawl kept in DIR (its start URLs and scope; budgets,
+    /// rates and --output may be given again).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) resume: Option<std::path::PathBuf>,
+    /// Progress line on stderr: auto (when it is a terminal), always, never.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub(crate) progress: ProgressMode,
 }
 
 /// What `surge fetch` does with response bodies.

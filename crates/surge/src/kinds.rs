@@ -1,9 +1,11 @@
-//! The task kinds this binary runs: the built-ins plus `http.fetch` (and,
-//! later, `crawl`). `surge serve` and `surge worker` both build their
-//! registry here, so submission-time validation and execution agree.
+//! The task kinds this binary runs: the built-ins, `http.fetch`, and, on a
+//! PostgreSQL or Redis broker, `crawl` and `crawl.join` (the crawl is
+//! stored in that broker). `surge serve` and `surge worker` both build
+//! their registry here, so submission-time validation and execution agree.
 
 use std::time::Duration;
 
+use surge_crawl::task::CrawlKinds;
 use surge_fetch::task::HttpFetch;
 use surge_fetch::{AddressPolicy, FetchConfig, Fetcher};
 use surge_queue::Registry;
@@ -37,9 +39,20 @@ pub(crate) fn task_fetcher(options: KindOptions) -> anyhow::Result<Fetcher> {
     Ok(fetcher)
 }
 
-/// `Registry::with_builtins()` plus `http.fetch`.
-pub(crate) fn registry(options: KindOptions) -> anyhow::Result<Registry> {
+/// `Registry::with_builtins()` plus `http.fetch`, plus `crawl` and
+/// `crawl.join` when `broker_url` is a PostgreSQL or Redis broker (their
+/// crawls live there, Redis keys under `SURGE_BROKER_NAMESPACE`; private
+/// addresses only with `fetch_allow_private`).
+pub(crate) fn registry(options: KindOptions, broker_url: &str) -> anyhow::Result<Registry> {
     let mut registry = Registry::with_builtins();
     registry.register(HttpFetch::new(task_fetcher(options)?));
+    if surge_crawl::crawls::is_broker_url(broker_url) {
+        CrawlKinds::new(
+            broker_url,
+            crate::queue::broker_config(4, None),
+            options.fetch_allow_private,
+        )
+        .register(&mut registry);
+    }
     Ok(registry)
 }

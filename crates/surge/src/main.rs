@@ -5,6 +5,7 @@ mod bench_queue;
 mod bench_report;
 mod cli;
 mod config;
+mod crawl;
 mod fetch;
 mod kinds;
 mod logging;
@@ -57,6 +58,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Bench(BenchCommand::Report(args)) => bench_report::run(args),
+        Command::Crawl(args) => match crawl::Settings::resolve(args) {
+            Ok(settings) => return runtime.block_on(crawl::run(settings)),
+            Err(e) => {
+                eprintln!("surge crawl: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
         Command::Fetch(args) => match fetch::Settings::resolve(args) {
             Ok(settings) => return runtime.block_on(fetch::run(settings)),
             Err(e) => {

@@ -24,7 +24,10 @@ use crate::logging;
 /// (SQLite: for the write lock) before the broker counts as unavailable,
 /// and the Redis key namespace from `SURGE_BROKER_NAMESPACE` (default
 /// `surge`), so several deployments (or test runs) can share one Redis.
-fn broker_config(max_connections: u32, acquire_timeout: Option<Duration>) -> BrokerConfig {
+pub(crate) fn broker_config(
+    max_connections: u32,
+    acquire_timeout: Option<Duration>,
+) -> BrokerConfig {
     let defaults = BrokerConfig::default();
     let mut config = BrokerConfig {
         max_connections,
@@ -106,9 +109,12 @@ pub(crate) async fn run_worker(args: WorkerArgs, config: WorkerConfig) -> anyhow
     logging::init(args.log_format, args.log_level.as_deref())?;
     let pool = u32::try_from(config.concurrency.clamp(4, 32)).unwrap_or(16);
     let broker = connect(&args.broker.broker, pool, None).await?;
-    let registry = Arc::new(crate::kinds::registry(crate::kinds::KindOptions {
-        fetch_allow_private: args.fetch_allow_private,
-    })?);
+    let registry = Arc::new(crate::kinds::registry(
+        crate::kinds::KindOptions {
+            fetch_allow_private: args.fetch_allow_private,
+        },
+        &args.broker.broker,
+    )?);
     let worker = worker(
         broker,
         &args.broker.broker,
@@ -173,7 +179,10 @@ async fn client(broker: &BrokerArgs) -> anyhow::Result<Client<AnyBroker>> {
     let b = connect(&broker.broker, 2, None).await?;
     Ok(Client::new(
         b,
-        Arc::new(crate::kinds::registry(crate::kinds::KindOptions::default())?),
+        Arc::new(crate::kinds::registry(
+            crate::kinds::KindOptions::default(),
+            &broker.broker,
+        )?),
     ))
 }
 

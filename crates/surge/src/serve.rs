@@ -31,7 +31,10 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         Some(settings.pool.acquire_timeout),
     )
     .await?;
-    let registry = Arc::new(crate::kinds::registry(settings.kinds)?);
+    let registry = Arc::new(crate::kinds::registry(
+        settings.kinds,
+        &settings.broker_url,
+    )?);
     // A submission retries an unavailable broker a few times, not the six
     // times of a background publisher: each try may wait the acquire
     // timeout, and together they must end well within the request timeout
@@ -60,7 +63,18 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     if let Some(worker) = &worker {
         queue_state = queue_state.with_worker_slots(worker.slots());
     }
-    let state = AppState::new(db.clone(), queue_state);
+    let mut state = AppState::new(db.clone(), queue_state);
+    if surge_crawl::crawls::is_broker_url(&settings.broker_url) {
+        // `/crawls` reads the crawls the broker's workers write.
+        let namespace = queue::broker_config(1, None).namespace;
+        let crawls = surge_crawl::crawls::Crawls::connect(&settings.broker_url, &namespace)
+            .await
+            .context("cannot open the crawls on the broker")?;
+        state = state.with_crawls(surge_server::CrawlApi::new(
+            crawls,
+            settings.kinds.fetch_allow_private,
+        ));
+    }
     // The dashboard's time series and runtime-lag probe (ends with the state).
     state.spawn_sampler();
     let metrics = Arc::clone(&state.metrics);

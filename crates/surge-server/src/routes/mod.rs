@@ -1,5 +1,6 @@
 //! Route handlers, one module per area.
 
+pub(crate) mod crawls;
 pub(crate) mod dashboard;
 pub(crate) mod demo;
 pub(crate) mod health;

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{demo, health, schedules, stats, tasks, users};
+use super::{crawls, demo, health, schedules, stats, tasks, users};
 use crate::error::{ErrorBody, ErrorObject, FieldError};
 
 /// The API description, generated from the handlers' annotations.
@@ -40,6 +40,10 @@ use crate::error::{ErrorBody, ErrorObject, FieldError};
         schedules::create,
         schedules::list,
         schedules::delete,
+        crawls::start,
+        crawls::list,
+        crawls::get,
+        crawls::pages,
     ),
     components(schemas(ErrorBody, ErrorObject, FieldError)),
     modifiers(&BearerAuth),
@@ -49,6 +53,7 @@ use crate::error::{ErrorBody, ErrorObject, FieldError};
         (name = "users", description = "Users stored in the database"),
         (name = "tasks", description = "The durable task queue: submit, inspect, cancel, retry; workflows; queues and workers"),
         (name = "schedules", description = "Cron schedules (with time zone) fired exactly once per tick"),
+        (name = "crawls", description = "Web crawls run by the broker's workers (PostgreSQL or Redis broker): start, inspect, download the records as JSON lines"),
     )
 )]
 pub(crate) struct ApiDoc;

@@ -647,7 +647,11 @@ pub(crate) struct TaskPage {
     next_before: Option<TaskId>,
 }
 
-fn uuid_param(query: &QueryParams, name: &str, errors: &mut Vec<FieldError>) -> Option<TaskId> {
+pub(crate) fn uuid_param(
+    query: &QueryParams,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<TaskId> {
     let raw = query.text(name)?;
     match raw.parse() {
         Ok(id) => Some(id),
