@@ -113,7 +113,8 @@ pub enum Client {
     /// parsed with `httparse` from a reused buffer, nothing allocated per
     /// request.
     Lean,
-    /// hyper's HTTP/1.1 client (about 5× the client CPU per request).
+    /// hyper's HTTP/1.1 client (about 5× the user-space instructions per
+    /// request).
     Hyper,
 }
 
