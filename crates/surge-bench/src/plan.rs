@@ -113,7 +113,8 @@ pub enum Client {
     /// parsed with `httparse` from a reused buffer, nothing allocated per
     /// request.
     Lean,
-    /// hyper's HTTP/1.1 client (about 5× the client CPU per request).
+    /// hyper's HTTP/1.1 client (about 5× the user-space instructions per
+    /// request).
     Hyper,
 }
 
@@ -274,5 +275,35 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, BenchError> {
         _ => Err(BenchError::invalid(format!(
             "{flag} {text:?}: expected a duration such as 500ms, 10s or 2m"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_is_kept_in_results_and_older_plans_read_as_hyper() {
+        let plan = Plan::new(
+            LoadModel::closed(vec![10]).unwrap(),
+            Stop::Requests(5),
+            Duration::ZERO,
+            Duration::from_secs(1),
+            1,
+        )
+        .unwrap();
+        assert_eq!(plan.client, Client::Auto);
+        let lean = plan.clone().with_client(Client::Lean);
+        let json = serde_json::to_value(&lean).unwrap();
+        assert_eq!(json["client"], "lean");
+        assert_eq!(serde_json::from_value::<Plan>(json.clone()).unwrap(), lean);
+        // Written before the choice existed: measured with hyper's client.
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("client");
+        let old: Plan = serde_json::from_value(old).unwrap();
+        assert_eq!(old.client, Client::Hyper);
+        assert_eq!(Client::Auto.resolved(), Client::Lean);
+        assert_eq!(Client::parse(" Hyper ").unwrap(), Client::Hyper);
+        assert!(Client::parse("h2").is_err());
     }
 }
