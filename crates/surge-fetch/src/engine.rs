@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -192,6 +193,14 @@ impl Fetcher {
                 message: "must be a valid header value".into(),
             })?;
             default_headers.insert(header::USER_AGENT, ua);
+        }
+        if config.decompress && !default_headers.contains_key(header::ACCEPT_ENCODING) {
+            // What the decompression layer would add to every request, set
+            // once here.
+            default_headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("gzip,deflate,br"),
+            );
         }
         let global: Arc<dyn Limiter> = match &config.adaptive {
             None => Arc::new(StaticLimiter::new(config.concurrency)),
@@ -681,11 +690,18 @@ impl Fetcher {
         let config = &self.inner.config;
         let response: Response<AnswerBody<'_>> = match conn {
             Some(conn) => {
-                let service = self.decompression(SendOn(Some(conn)));
                 // One timer for the answer's head: the idle-read timeout or
                 // the whole-request deadline, whichever is first.
                 let head_deadline = deadline.min(Instant::now() + config.read_timeout);
-                match tokio::time::timeout_at(head_deadline, service.oneshot(http_request)).await {
+                let sent = tower::Service::call(&mut SendOn(Some(conn)), http_request);
+                match tokio::time::timeout_at(head_deadline, sent).await {
+                    // Only an encoded body goes through the decoder.
+                    Ok(Ok(r))
+                        if config.decompress
+                            && r.headers().contains_key(header::CONTENT_ENCODING) =>
+                    {
+                        self.decode(r).map(AnswerBody::Decoded)
+                    }
                     Ok(Ok(r)) => r.map(AnswerBody::Pooled),
                     Ok(Err(SendError::NotSent(again, _))) => {
                         return (Exchanged::NotSent(again), false);
@@ -746,6 +762,29 @@ impl Fetcher {
         (Exchanged::Answered { parts, read }, complete)
     }
 
+    /// `response` with its body decoded as the decompression layer does
+    /// (the layer run on an answer already there).
+    fn decode<B>(&self, response: Response<B>) -> Response<DecompressionBody<B>>
+    where
+        B: http_body::Body + Send,
+    {
+        let mut response = Some(response);
+        let ready = tower::service_fn(move |_: Request<()>| {
+            std::future::ready(Ok::<_, std::convert::Infallible>(
+                response.take().expect("called once"),
+            ))
+        });
+        match self
+            .decompression(ready)
+            .oneshot(Request::new(()))
+            .now_or_never()
+        {
+            Some(Ok(decoded)) => decoded,
+            Some(Err(never)) => match never {},
+            None => unreachable!("the answer is ready"),
+        }
+    }
+
     fn decompression<S>(&self, service: S) -> Decompression<S> {
         let d = Decompression::new(service);
         if self.inner.config.decompress {
@@ -771,7 +810,11 @@ enum Exchanged {
 
 /// An answer's body, from either transport.
 enum AnswerBody<'a> {
-    Pooled(DecompressionBody<DrivenBody<'a>>),
+    /// Plain HTTP/1.1, not encoded.
+    Pooled(DrivenBody<'a>),
+    /// Plain HTTP/1.1, decoded.
+    Decoded(DecompressionBody<DrivenBody<'a>>),
+    /// hyper-util's client.
     Client(DecompressionBody<hyper::body::Incoming>),
 }
 
@@ -784,7 +827,10 @@ impl http_body::Body for AnswerBody<'_> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
-            AnswerBody::Pooled(b) => std::pin::Pin::new(b).poll_frame(cx),
+            AnswerBody::Pooled(b) => std::pin::Pin::new(b)
+                .poll_frame(cx)
+                .map_err(tower_http::BoxError::from),
+            AnswerBody::Decoded(b) => std::pin::Pin::new(b).poll_frame(cx),
             AnswerBody::Client(b) => std::pin::Pin::new(b).poll_frame(cx),
         }
     }
@@ -792,6 +838,7 @@ impl http_body::Body for AnswerBody<'_> {
     fn is_end_stream(&self) -> bool {
         match self {
             AnswerBody::Pooled(b) => b.is_end_stream(),
+            AnswerBody::Decoded(b) => b.is_end_stream(),
             AnswerBody::Client(b) => b.is_end_stream(),
         }
     }
@@ -799,6 +846,7 @@ impl http_body::Body for AnswerBody<'_> {
     fn size_hint(&self) -> http_body::SizeHint {
         match self {
             AnswerBody::Pooled(b) => b.size_hint(),
+            AnswerBody::Decoded(b) => b.size_hint(),
             AnswerBody::Client(b) => b.size_hint(),
         }
     }
@@ -865,7 +913,12 @@ fn check_scheme_and_host(url: &Url) -> Result<(), String> {
 fn host_key(url: &Url) -> String {
     let host = url.host_str().unwrap_or("");
     let port = url.port_or_known_default().unwrap_or(0);
-    format!("{host}:{port}")
+    // Not format!: this runs on every hop.
+    let mut key = String::with_capacity(host.len() + 6);
+    key.push_str(host);
+    key.push(':');
+    key.push_str(itoa::Buffer::new().format(port));
+    key
 }
 
 fn redirect_target(from: &Url, headers: &HeaderMap) -> Result<Url, FetchError> {
@@ -914,11 +967,16 @@ fn build_request(
     let mut request = Request::new(Full::new(body.clone()));
     *request.method_mut() = method.clone();
     *request.uri_mut() = uri;
-    *request.headers_mut() = headers.clone();
+    // Sized once (a clone and an insert would grow it).
+    let map = request.headers_mut();
+    map.reserve(headers.len() + 1);
     if origin_form && !headers.contains_key(header::HOST) {
         let host = HeaderValue::from_str(&url[Position::BeforeHost..Position::AfterPort])
             .map_err(|e| invalid(&e))?;
-        request.headers_mut().insert(header::HOST, host);
+        map.insert(header::HOST, host);
+    }
+    for (name, value) in headers {
+        map.append(name.clone(), value.clone());
     }
     Ok(request)
 }

@@ -153,3 +153,34 @@ async fn post_json_sends_the_body_and_the_user_agent() {
     assert!(text.starts_with("POST surge/"), "{text}");
     assert!(text.ends_with("{\"a\":1}"), "{text}");
 }
+
+#[tokio::test]
+async fn plain_http_is_http1_and_h2c_by_prior_knowledge_is_http2() {
+    let server = Server::start().await;
+    let version = |f: Fetcher| {
+        let url = server.url("/version");
+        async move {
+            let r = f
+                .fetch(FetchRequest::get(url).with_sink(BodySink::Buffer))
+                .await;
+            assert!(r.is_ok(), "{:?}", r.error);
+            match r.body {
+                BodyOutput::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let h1 = fetcher(1 << 20);
+    assert_eq!(version(h1.clone()).await, "HTTP/1.1");
+    // The second request reuses the pooled connection.
+    assert_eq!(version(h1.clone()).await, "HTTP/1.1");
+    assert_eq!(h1.stats().idle_connections, 1);
+    let h2 = Fetcher::new(FetchConfig {
+        http2_prior_knowledge: true,
+        ..FetchConfig::default()
+    })
+    .unwrap();
+    assert_eq!(version(h2.clone()).await, "HTTP/2.0");
+    // hyper-util's pool, not the HTTP/1.1 one.
+    assert_eq!(h2.stats().idle_connections, 0);
+}

@@ -143,6 +143,8 @@ async fn handle(
     let num = |i: usize| seg.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
     Ok(match seg[0] {
         "ok" => full(200, "ok"),
+        // The HTTP version the request came in.
+        "version" => full(200, format!("{:?}", req.version())),
         "slow" => {
             tokio::time::sleep(Duration::from_millis(num(1))).await;
             full(200, "slow")
