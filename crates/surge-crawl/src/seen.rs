@@ -157,7 +157,7 @@ impl SeenSet {
         let mut index = Vec::with_capacity((self.len() as usize + fresh.len()) / BLOCK + 1);
         let mut written: u64 = 0;
         let mut put = |v: u64, out: &mut BufWriter<File>| -> std::io::Result<()> {
-            if written as usize % BLOCK == 0 {
+            if (written as usize).is_multiple_of(BLOCK) {
                 index.push(v);
             }
             written += 1;
