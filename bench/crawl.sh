@@ -86,9 +86,9 @@ compiler_running && BUSY=1
 # run_surge ROUND / run_scrapy ROUND: one crawl; appends a JSON line to results.jsonl
 run_surge() {
   local r=$1 out="$WORK/surge-$1.jsonl" depth_args=()
-  ((DEPTH > 0)) && depth_args=(--max-depth "$DEPTH")
+  ((DEPTH > 0)) && depth_args=(--depth "$DEPTH")
   /usr/bin/time -f '%e %M' -o "$WORK/time.txt" "$SURGE" crawl "$START" "${depth_args[@]}" \
-    -c "$C" --per-host "$C" -o "$out" --progress never >"$WORK/surge-$r.log" 2>&1 \
+    --concurrency "$C" --per-host "$C" -o "$out" --progress never >"$WORK/surge-$r.log" 2>&1 \
     || { cat "$WORK/surge-$r.log" >&2; die "surge crawl failed"; }
   read -r secs rss <"$WORK/time.txt"
   record surge "$r" "$out" "$secs" "$rss"

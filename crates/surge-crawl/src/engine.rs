@@ -108,7 +108,7 @@ impl Crawler {
             address_policy: if config.allow_private {
                 AddressPolicy::allow_all()
             } else {
-                AddressPolicy::default()
+                AddressPolicy::public_only()
             },
             ..FetchConfig::default()
         })?;
@@ -188,7 +188,7 @@ impl Crawler {
             )
             .await?;
         if cfg.sitemaps {
-            self.seed_sitemaps(frontier).await?;
+            Box::pin(self.seed_sitemaps(frontier)).await?;
         }
         let mut summary = CrawlSummary::default();
         let mut polite: Politeness<Lease> =
@@ -384,20 +384,18 @@ impl Crawler {
         }
         let found = crate::sitemap::discover(&ctx.fetcher, roots, MAX_SITEMAP_URLS).await;
         let base = &ctx.starts[0];
-        let entries: Vec<FrontierEntry> = found
-            .iter()
-            .filter_map(|s| normalise(base, s, &ctx.norm))
-            .filter(|u| ctx.scope.allows(u))
-            .map(|u| FrontierEntry {
-                url: u.into(),
-                depth: 1,
-            })
-            .collect();
-        let entries = if ctx.config.max_depth == Some(0) {
-            Vec::new()
-        } else {
-            entries
-        };
+        // Sitemap URLs enter at depth 0, like start URLs.
+        let mut entries = Vec::new();
+        for u in found.iter().filter_map(|s| normalise(base, s, &ctx.norm)) {
+            if ctx.scope.allows(&u)
+                && (!ctx.config.respect_robots || ctx.robots.get(&u).await.allowed(&u))
+            {
+                entries.push(FrontierEntry {
+                    url: u.into(),
+                    depth: 0,
+                });
+            }
+        }
         let n = frontier.offer(entries).await?;
         tracing::info!(sitemap_urls = found.len(), new = n, "sitemaps read");
         Ok(())
@@ -414,6 +412,29 @@ fn host_key(url: &str) -> String {
         ),
         Err(_) => String::new(),
     }
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Whether robots.txt lets the crawl follow `link`; `here` holds the rules
+/// of `page`'s origin (no cache lookup for the common same-origin link).
+async fn links_robots(
+    ctx: &Ctx,
+    here: &mut Option<Arc<crate::robots::Robots>>,
+    page: &Url,
+    link: &Url,
+) -> bool {
+    if same_origin(page, link) {
+        if here.is_none() {
+            *here = Some(ctx.robots.get(link).await);
+        }
+        return here.as_ref().is_some_and(|r| r.allowed(link));
+    }
+    ctx.robots.get(link).await.allowed(link)
 }
 
 fn page_error(kind: ErrorCategory, message: impl Into<String>) -> Option<PageError> {
@@ -440,7 +461,7 @@ async fn fetch_page(ctx: &Ctx, lease: Lease, host: String) -> Done {
         fetched_at: Utc::now(),
         elapsed_ms: 0.0,
         error: None,
-        outlinks: None,
+        outlinks: cfg.outlinks.then(Vec::new),
     };
     let done = |record: PageRecord, outcome, crawl_delay, outlinks| Done {
         lease: lease.clone(),
@@ -455,9 +476,11 @@ async fn fetch_page(ctx: &Ctx, lease: Lease, host: String) -> Done {
         return done(record, Outcome::Failed, None, Vec::new());
     };
     let mut crawl_delay = None;
+    let mut page_robots = None;
     if cfg.respect_robots {
         let (allowed, robots) = ctx.robots.check(&url).await;
         crawl_delay = robots.crawl_delay;
+        page_robots = Some(Arc::clone(&robots));
         if !allowed {
             record.error = if robots.is_unavailable() {
                 page_error(
@@ -510,6 +533,7 @@ async fn fetch_page(ctx: &Ctx, lease: Lease, host: String) -> Done {
     if !is_html(fetched.content_type.as_deref(), body) {
         return done(record, outcome, crawl_delay, Vec::new());
     }
+    let robots_origin = url.clone();
     let page_url = Url::parse(&record.final_url).unwrap_or(url);
     let x = extract(body, fetched.content_type.as_deref(), &page_url);
     record.title = x.title;
@@ -517,34 +541,34 @@ async fn fetch_page(ctx: &Ctx, lease: Lease, host: String) -> Done {
     record.links = x.links;
     record.images = x.images;
     let base = x.base.unwrap_or(page_url);
+    let follow = cfg.max_depth.is_none_or(|m| depth < m);
+    let mut robots_here = page_robots;
     let mut seen = HashSet::with_capacity(x.hrefs.len());
-    let mut links = Vec::new();
+    let mut all = Vec::new();
+    let mut outlinks = Vec::new();
     for href in &x.hrefs {
         let Some(u) = normalise(&base, href, &ctx.norm) else {
             continue;
         };
-        if !ctx.scope.allows(&u) || !seen.insert(u.as_str().to_owned()) {
+        if !seen.insert(u.as_str().to_owned()) {
             continue;
         }
-        if cfg.respect_robots && !ctx.robots.get(&u).await.allowed(&u) {
-            continue;
-        }
-        links.push(String::from(u));
-    }
-    let follow = cfg.max_depth.is_none_or(|m| depth < m);
-    let outlinks = if follow {
-        links
-            .iter()
-            .map(|u| FrontierEntry {
-                url: u.clone(),
+        if follow
+            && ctx.scope.allows(&u)
+            && (!cfg.respect_robots
+                || links_robots(ctx, &mut robots_here, &robots_origin, &u).await)
+        {
+            outlinks.push(FrontierEntry {
+                url: u.as_str().to_owned(),
                 depth: depth + 1,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+            });
+        }
+        if cfg.outlinks {
+            all.push(String::from(u));
+        }
+    }
     if cfg.outlinks {
-        record.outlinks = Some(links);
+        record.outlinks = Some(all);
     }
     done(record, outcome, crawl_delay, outlinks)
 }

@@ -138,6 +138,76 @@ pub fn detect_encoding(content_type: Option<&str>, body: &[u8]) -> &'static Enco
         .unwrap_or(UTF_8)
 }
 
+/// Decodes character references (`&amp;`, `&#39;`, `&#x2F;`, the common
+/// named ones) in an attribute value or text (lol_html hands them over
+/// raw). Unknown references stay as written, like browsers do.
+pub fn decode_entities(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains('&') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let end = rest[1..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '#'))
+            .map(|e| e + 1);
+        let (name, consumed) = match end {
+            Some(e) if rest[e..].starts_with(';') => (&rest[1..e], e + 1),
+            Some(e) => (&rest[1..e], e),
+            None => (&rest[1..], rest.len()),
+        };
+        let decoded = if let Some(num) = name.strip_prefix('#') {
+            let v = match num.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                None => num.parse::<u32>().ok(),
+            };
+            v.map(|v| {
+                char::from_u32(v)
+                    .filter(|c| *c != '\0')
+                    .unwrap_or('\u{fffd}')
+            })
+        } else {
+            match name {
+                "amp" | "AMP" => Some('&'),
+                "lt" | "LT" => Some('<'),
+                "gt" | "GT" => Some('>'),
+                "quot" | "QUOT" => Some('"'),
+                "apos" => Some('\''),
+                "nbsp" => Some('\u{a0}'),
+                "copy" => Some('©'),
+                "reg" => Some('®'),
+                "hellip" => Some('…'),
+                "mdash" => Some('—'),
+                "ndash" => Some('–'),
+                "laquo" => Some('«'),
+                "raquo" => Some('»'),
+                "eacute" => Some('é'),
+                "egrave" => Some('è'),
+                "agrave" => Some('à'),
+                "uuml" => Some('ü'),
+                "ouml" => Some('ö'),
+                "auml" => Some('ä'),
+                "szlig" => Some('ß'),
+                _ => None,
+            }
+        };
+        match decoded {
+            Some(c) if !name.is_empty() => {
+                out.push(c);
+                rest = &rest[consumed..];
+            }
+            _ => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 /// Appends `s` to `out` with runs of whitespace collapsed, up to
 /// [`MAX_TEXT_CHARS`].
 fn push_collapsed(out: &mut String, s: &str, len: &mut usize) {
@@ -201,7 +271,7 @@ pub fn extract(body: &[u8], content_type: Option<&str>, page: &Url) -> Extracted
                     if h.len() < MAX_HREFS
                         && let Some(href) = el.get_attribute("href")
                     {
-                        h.push(href);
+                        h.push(decode_entities(&href).into_owned());
                     }
                     Ok(())
                 }),
@@ -233,7 +303,9 @@ pub fn extract(body: &[u8], content_type: Option<&str>, page: &Url) -> Extracted
                             .get_attribute("name")
                             .is_some_and(|n| n.trim().eq_ignore_ascii_case("description"))
                     {
-                        *d = el.get_attribute("content").map(|c| collapse(&c));
+                        *d = el
+                            .get_attribute("content")
+                            .map(|c| collapse(&decode_entities(&c)));
                     }
                     Ok(())
                 }),
@@ -242,7 +314,7 @@ pub fn extract(body: &[u8], content_type: Option<&str>, page: &Url) -> Extracted
                     if b.is_none()
                         && let Some(href) = el.get_attribute("href")
                     {
-                        *b = page.join(href.trim()).ok();
+                        *b = page.join(decode_entities(href.trim()).as_ref()).ok();
                     }
                     Ok(())
                 }),
@@ -270,7 +342,8 @@ pub fn extract(body: &[u8], content_type: Option<&str>, page: &Url) -> Extracted
         }
     }
     let title = title.into_inner();
-    let title = title.trim_end();
+    let title = decode_entities(title.trim_end());
+    let title = title.trim();
     Extracted {
         title: (title_state.get() > 0)
             .then(|| title.to_owned())
@@ -395,6 +468,25 @@ mod tests {
         assert_eq!(e.links as usize, MAX_HREFS + 500);
         assert_eq!(e.hrefs.len(), MAX_HREFS);
         assert_eq!(e.images, 1);
+    }
+
+    #[test]
+    fn character_references() {
+        assert_eq!(
+            decode_entities("a&amp;b&lt;&#39;&#x2F;&#X41;&nbsp;"),
+            "a&b<'/A\u{a0}"
+        );
+        assert_eq!(
+            decode_entities("&unknown; & &amp &#xZZ; &"),
+            "&unknown; & & &#xZZ; &"
+        );
+        let e = extract(
+            br#"<title>Tom &amp; Jerry</title><a href="/q?a=1&amp;b=2">"#,
+            Some("text/html"),
+            &page(),
+        );
+        assert_eq!(e.title.as_deref(), Some("Tom & Jerry"));
+        assert_eq!(e.hrefs, vec!["/q?a=1&b=2"]);
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub struct PageRecord {
     pub elapsed_ms: f64,
     /// Why the page failed, if it did.
     pub error: Option<PageError>,
-    /// The page's normalised, in-scope outlinks (with `outlinks` on).
+    /// The page's http(s) links, normalised, deduplicated, in document
+    /// order, off-site ones included (with `outlinks` on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlinks: Option<Vec<String>>,
 }

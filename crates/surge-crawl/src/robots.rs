@@ -361,7 +361,16 @@ impl RobotsCache {
             }
             (_, Some(429)) => unavailable,
             (_, Some(s)) if (400..500).contains(&s) => allow,
-            (Some(e), _) if e.kind() == FetchErrorKind::BodyTooLarge => allow,
+            // Too large: the rules cannot be read whole. Address refused
+            // (SSRF policy): the page fetch says so itself.
+            (Some(e), _)
+                if matches!(
+                    e.kind(),
+                    FetchErrorKind::BodyTooLarge | FetchErrorKind::AddressRefused
+                ) =>
+            {
+                allow
+            }
             _ => unavailable,
         };
         tracing::debug!(origin, status = ?fetched.status, unavailable = entry.robots.is_unavailable(), "robots.txt");

@@ -42,7 +42,7 @@ pub fn parse(body: &[u8], max: usize) -> Parsed {
                         let mut c = current.borrow_mut();
                         c.push_str(t.as_str());
                         if t.last_in_text_node() {
-                            let v = c.trim().to_owned();
+                            let v = crate::extract::decode_entities(c.trim()).into_owned();
                             c.clear();
                             let mut l = locs.borrow_mut();
                             if !v.is_empty() && l.len() < max {
@@ -121,9 +121,10 @@ mod tests {
         assert!(p.index);
         assert_eq!(p.locs, vec!["http://h.test/s1.xml"]);
         assert_eq!(parse(set, 1).locs.len(), 1, "bounded");
+        // A truncated document keeps what it has (its last URL included).
         assert_eq!(
             parse(b"<urlset><url><loc>http://h.test/x", 5).locs,
-            Vec::<String>::new()
+            vec!["http://h.test/x"]
         );
     }
 }

@@ -54,7 +54,7 @@ pub const CONFIG_FILE: &str = "crawl.json";
 pub struct LocalFrontier {
     dir: PathBuf,
     max_pages: Option<u64>,
-    state: Mutex<State>,
+    state: Box<Mutex<State>>,
     _lock: File,
 }
 
@@ -145,7 +145,7 @@ impl LocalFrontier {
         Ok(LocalFrontier {
             dir: dir.to_owned(),
             max_pages,
-            state: Mutex::new(State {
+            state: Box::new(Mutex::new(State {
                 seen,
                 done,
                 done_count,
@@ -157,7 +157,7 @@ impl LocalFrontier {
                 journal,
                 pages,
                 buf: Vec::with_capacity(64 * 1024),
-            }),
+            })),
             _lock: lock,
         })
     }
