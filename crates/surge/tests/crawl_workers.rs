@@ -120,6 +120,19 @@ async fn until<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     }
 }
 
+/// The test site (`pages` plain pages, answering after 15 ms) and two
+/// registered `surge worker` processes on `t`.
+async fn site_and_two_workers(t: &Target, pages: usize) -> (TestSite, AnyBroker, Workers) {
+    let site = TestSite::start(SiteConfig::plain(pages).delay(Duration::from_millis(15))).await;
+    let broker = t.broker().await;
+    let workers = Workers(vec![t.worker(), t.worker()]);
+    until("both workers to register", async || {
+        (broker.workers().await.ok()?.len() == 2).then_some(())
+    })
+    .await;
+    (site, broker, workers)
+}
+
 /// A slow enough crawl that both crawlers take part: 4 fetches at a time
 /// per crawler against a site that answers after 15 ms.
 fn crawl_config(site: &TestSite) -> CrawlConfig {
@@ -205,13 +218,7 @@ async fn two_workers_crawl_each_page_once(backend: &str) {
     let Some(t) = target(backend).await else {
         return;
     };
-    let site = TestSite::start(SiteConfig::plain(240).delay(Duration::from_millis(15))).await;
-    let broker = t.broker().await;
-    let _workers = Workers(vec![t.worker(), t.worker()]);
-    until("both workers to register", async || {
-        (broker.workers().await.ok()?.len() == 2).then_some(())
-    })
-    .await;
+    let (site, broker, _workers) = site_and_two_workers(&t, 240).await;
     let config = crawl_config(&site);
     let id = submit(&t, &broker, &config).await;
 
@@ -267,13 +274,7 @@ async fn a_killed_worker_loses_nothing(backend: &str) {
     let Some(t) = target(backend).await else {
         return;
     };
-    let site = TestSite::start(SiteConfig::plain(300).delay(Duration::from_millis(15))).await;
-    let broker = t.broker().await;
-    let mut workers = Workers(vec![t.worker(), t.worker()]);
-    until("both workers to register", async || {
-        (broker.workers().await.ok()?.len() == 2).then_some(())
-    })
-    .await;
+    let (site, broker, mut workers) = site_and_two_workers(&t, 300).await;
     let config = crawl_config(&site);
     let id = submit(&t, &broker, &config).await;
     let crawls = t.crawls().await;
@@ -364,13 +365,7 @@ async fn cli_and_two_workers(backend: &str) {
     let Some(t) = target(backend).await else {
         return;
     };
-    let site = TestSite::start(SiteConfig::plain(240).delay(Duration::from_millis(15))).await;
-    let broker = t.broker().await;
-    let _workers = Workers(vec![t.worker(), t.worker()]);
-    until("both workers to register", async || {
-        (broker.workers().await.ok()?.len() == 2).then_some(())
-    })
-    .await;
+    let (site, broker, _workers) = site_and_two_workers(&t, 240).await;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
     let out = dir.path().join("pages.jsonl");
     let cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_surge"))
