@@ -105,6 +105,15 @@ pub(crate) struct CrawlArgs {
     /// rates and --output may be given again).
     #[arg(long, value_name = "DIR")]
     pub(crate) resume: Option<std::path::PathBuf>,
+    /// Store the crawl in this PostgreSQL or Redis broker (postgres://…,
+    /// redis://…) so that `surge worker` processes on it crawl too; the
+    /// output is then every crawler's records.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["dir", "resume"])]
+    pub(crate) broker: Option<String>,
+    /// With --broker: crawl.join tasks enqueued (one crawler each, run by
+    /// `surge worker`) [default: 2].
+    #[arg(long, value_name = "N", requires = "broker")]
+    pub(crate) workers: Option<u32>,
     /// Progress line on stderr: auto (when it is a terminal), always, never.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub(crate) progress: ProgressMode,

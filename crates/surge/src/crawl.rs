@@ -31,6 +31,8 @@ pub(crate) struct Settings {
     resume: bool,
     output: Option<PathBuf>,
     progress: bool,
+    /// `--broker` and how many `crawl.join` tasks to enqueue.
+    broker: Option<(String, u32)>,
 }
 
 fn seconds(flag: &str, s: f64) -> anyhow::Result<Duration> {
@@ -150,7 +152,21 @@ impl Settings {
             ProgressMode::Always => true,
             ProgressMode::Never => false,
         };
+        if let Some(url) = &a.broker
+            && !surge_crawl::crawls::is_broker_url(url)
+        {
+            bail!("--broker takes a postgres:// or redis:// URL, got {url:?}");
+        }
+        if a.workers
+            .is_some_and(|w| w > surge_crawl::task::MAX_WORKERS)
+        {
+            bail!(
+                "--workers must be at most {}",
+                surge_crawl::task::MAX_WORKERS
+            );
+        }
         Ok(Settings {
+            broker: a.broker.map(|u| (u, a.workers.unwrap_or(2))),
             config,
             dir: a.resume.or(a.dir),
             resume,
@@ -205,12 +221,20 @@ async fn run_inner(s: Settings) -> anyhow::Result<()> {
         .clone()
         .or_else(|| temp.as_ref().map(|t| t.path().to_owned()))
         .context("no crawl directory")?;
-    let frontier = open_frontier(&s.config, &dir, s.resume)?;
+    let (frontier, distributed) = match &s.broker {
+        Some((url, joins)) => {
+            let (f, d) = crate::crawl_broker::start(url, &s.config, *joins).await?;
+            (f, Some(d))
+        }
+        None => (open_frontier(&s.config, &dir, s.resume)?, None),
+    };
 
     // Records: a bounded channel to one writer thread (blocking writes off
     // the runtime).
     let (tx, mut rx) = mpsc::channel::<PageRecord>(1024);
     let out: Box<dyn Write + Send> = match &s.output {
+        // Distributed: the whole crawl is written from the broker at the end.
+        _ if distributed.is_some() => Box::new(std::io::sink()),
         Some(p) => Box::new(
             std::fs::OpenOptions::new()
                 .create(true)
@@ -281,6 +305,16 @@ async fn run_inner(s: Settings) -> anyhow::Result<()> {
         f.sync().context("cannot sync the crawl directory")?;
     }
     written.context("cannot write the records")?;
+    if let Some(d) = &distributed {
+        let mut out: Box<dyn Write> = match &s.output {
+            Some(p) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot write {}", p.display()))?,
+            )),
+            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        };
+        d.finish(&frontier, &mut out).await?;
+    }
     let stats = frontier.stats().await.ok();
     print_summary(&summary, stats, s.dir.as_deref(), shutdown.is_cancelled());
     drop(frontier);

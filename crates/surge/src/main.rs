@@ -6,6 +6,7 @@ mod bench_report;
 mod cli;
 mod config;
 mod crawl;
+mod crawl_broker;
 mod fetch;
 mod kinds;
 mod logging;

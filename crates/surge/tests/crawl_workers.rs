@@ -120,6 +120,19 @@ async fn until<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     }
 }
 
+/// The test site (`pages` plain pages, answering after 15 ms) and two
+/// registered `surge worker` processes on `t`.
+async fn site_and_two_workers(t: &Target, pages: usize) -> (TestSite, AnyBroker, Workers) {
+    let site = TestSite::start(SiteConfig::plain(pages).delay(Duration::from_millis(15))).await;
+    let broker = t.broker().await;
+    let workers = Workers(vec![t.worker(), t.worker()]);
+    until("both workers to register", async || {
+        (broker.workers().await.ok()?.len() == 2).then_some(())
+    })
+    .await;
+    (site, broker, workers)
+}
+
 /// A slow enough crawl that both crawlers take part: 4 fetches at a time
 /// per crawler against a site that answers after 15 ms.
 fn crawl_config(site: &TestSite) -> CrawlConfig {
@@ -205,13 +218,7 @@ async fn two_workers_crawl_each_page_once(backend: &str) {
     let Some(t) = target(backend).await else {
         return;
     };
-    let site = TestSite::start(SiteConfig::plain(240).delay(Duration::from_millis(15))).await;
-    let broker = t.broker().await;
-    let _workers = Workers(vec![t.worker(), t.worker()]);
-    until("both workers to register", async || {
-        (broker.workers().await.ok()?.len() == 2).then_some(())
-    })
-    .await;
+    let (site, broker, _workers) = site_and_two_workers(&t, 240).await;
     let config = crawl_config(&site);
     let id = submit(&t, &broker, &config).await;
 
@@ -267,13 +274,7 @@ async fn a_killed_worker_loses_nothing(backend: &str) {
     let Some(t) = target(backend).await else {
         return;
     };
-    let site = TestSite::start(SiteConfig::plain(300).delay(Duration::from_millis(15))).await;
-    let broker = t.broker().await;
-    let mut workers = Workers(vec![t.worker(), t.worker()]);
-    until("both workers to register", async || {
-        (broker.workers().await.ok()?.len() == 2).then_some(())
-    })
-    .await;
+    let (site, broker, mut workers) = site_and_two_workers(&t, 300).await;
     let config = crawl_config(&site);
     let id = submit(&t, &broker, &config).await;
     let crawls = t.crawls().await;
@@ -355,4 +356,74 @@ fn all_tasks() -> TaskFilter {
         limit: 100,
         ..TaskFilter::default()
     }
+}
+
+/// `surge crawl --broker URL --workers 2` with two `surge worker`
+/// processes: three crawlers; the CLI's output is the whole crawl, each
+/// page once, and the site saw each page requested once.
+async fn cli_and_two_workers(backend: &str) {
+    let Some(t) = target(backend).await else {
+        return;
+    };
+    let (site, broker, _workers) = site_and_two_workers(&t, 240).await;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let out = dir.path().join("pages.jsonl");
+    let cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_surge"))
+        .args(["crawl", "--broker", &t.url, "--workers", "2"])
+        .args([
+            "--concurrency",
+            "4",
+            "--per-host",
+            "4",
+            "--progress",
+            "never",
+        ])
+        .arg("--output")
+        .arg(&out)
+        .arg(site.start_url())
+        .env("SURGE_BROKER_NAMESPACE", &t.namespace)
+        .stdin(Stdio::null())
+        .output();
+    let cli = tokio::time::timeout(DEADLINE, cli)
+        .await
+        .expect("surge crawl timed out")
+        .expect("run surge crawl");
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert!(cli.status.success(), "{stderr}");
+    let text = std::fs::read_to_string(&out).expect("output");
+    let records: Vec<PageRecord> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a record"))
+        .collect();
+    let config = CrawlConfig {
+        start_urls: vec![site.start_url()],
+        ..CrawlConfig::default()
+    };
+    let expected = expected(&site, &config);
+    assert_exact_page_set(&records, &expected);
+    let counts = site.path_counts();
+    for page in expected.pages.values() {
+        for path in &page.requests {
+            assert_eq!(counts.get(path), Some(&1), "{path}");
+        }
+    }
+    // The join tasks ran on the workers (each found the crawl; either
+    // crawled some of it or found it finished).
+    let tasks = finished_tasks(&broker).await;
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t.kind == "crawl.join" && t.state == TaskState::Succeeded),
+        "{tasks:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_cli_and_two_workers() {
+    cli_and_two_workers("postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cli_and_two_workers() {
+    cli_and_two_workers("redis").await;
 }

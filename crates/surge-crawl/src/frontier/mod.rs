@@ -108,6 +108,8 @@ pub trait Frontier: Send + Sync {
 /// Every frontier, as one type.
 #[derive(Debug)]
 #[non_exhaustive]
+// One frontier per crawl, made once and borrowed: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum AnyFrontier {
     /// A crawl directory on local disk.
     Local(LocalFrontier),
