@@ -57,6 +57,34 @@ def urls_of(path: Path) -> list[str]:
     return out
 
 
+FIELDS = (("title", "title"), ("description", "description"), ("links", "links_count"),
+          ("images", "images_count"), ("content_length", "content_length"))
+
+
+def records_of(path: Path) -> dict[str, dict]:
+    out = {}
+    if path.exists():
+        for line in path.open():
+            if line.startswith("{"):
+                rec = json.loads(line)
+                out[rec["url"]] = rec
+    return out
+
+
+def field_lines(surge: dict[str, dict], scrapy: dict[str, dict]) -> list[str]:
+    """Per field: how many common URLs disagree (missing = empty string), with examples."""
+    lines = []
+    common = sorted(set(surge) & set(scrapy))
+    for ours, theirs in FIELDS:
+        bad = [u for u in common if (surge[u].get(ours) or "") != (scrapy[u].get(theirs) or "")]
+        if bad:
+            ex = "; ".join(f"{u}: surge {surge[u].get(ours)!r}, Scrapy {scrapy[u].get(theirs)!r}" for u in bad[:3])
+            lines.append(f"- field {ours}: {len(bad):,} of {len(common):,} pages differ, e.g. {ex}")
+        else:
+            lines.append(f"- field {ours}: equal on all {len(common):,} pages")
+    return lines
+
+
 def diff_lines(name_a: str, a: set[str], name_b: str, b: set[str]) -> list[str]:
     lines = []
     for label, only in ((f"only in {name_a}", a - b), (f"only in {name_b}", b - a)):
@@ -129,6 +157,9 @@ def main() -> None:
         for line in diff_lines("surge", su, "scrapy", sc):
             print("  " + line)
         same &= su == sc
+        print("\nFields, surge round 1 against Scrapy round 1:\n")
+        for line in field_lines(records_of(work / "surge-1.jsonl"), records_of(work / "scrapy-1.jsonl")):
+            print(line)
     print()
 
     if "surge" in med and "scrapy" in med:
