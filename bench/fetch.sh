@@ -60,9 +60,10 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$ROOT/bench/out"
 OUT_MD="$ROOT/bench/out/fetch-$STAMP.md"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/surge-bench-fetch.XXXXXX")
-NGINX_PID=""
+# shellcheck source=bench/lib_servers.sh
+source "$ROOT/bench/lib_servers.sh"
 cleanup() {
-  if [[ -n "$NGINX_PID" ]]; then kill -TERM "$NGINX_PID" 2>/dev/null || true; fi
+  stop_all
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -75,27 +76,8 @@ SURGE="$TARGET_DIR/release/surge"
 [[ -x "$SURGE" ]] || die "$SURGE not built"
 
 # ---------------------------------------------------------------- endpoint
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$WORK/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$PORT;
-    location / { return 200 "ok\n"; }
-  }
-}
-NGINX
-nginx -c "$WORK/nginx.conf" -p "$WORK" >/dev/null 2>&1 &
-NGINX_PID=$!
-URL="http://127.0.0.1:$PORT/"
-for _ in $(seq 50); do curl -fs "$URL" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs "$URL" >/dev/null || die "nginx did not start (see $WORK/nginx-error.log)"
+start_nginx_ok endpoint
+URL="http://127.0.0.1:${PORT[endpoint]}/"
 
 python3 - "$URL" "$N" "$WORK" <<'PY'
 import sys

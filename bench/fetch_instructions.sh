@@ -23,9 +23,11 @@ N1=${N1:-2000}
 N2=${N2:-12000}
 C=${C:-100}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/surge-fetch-ir.XXXXXX")
-NGINX_PID=""
+say() { printf "[fetch_instructions.sh] %s\n" "$*" >&2; }
+# shellcheck source=bench/lib_servers.sh
+source "$ROOT/bench/lib_servers.sh"
 cleanup() {
-  if [[ -n "$NGINX_PID" ]]; then kill -TERM "$NGINX_PID" 2>/dev/null || true; fi
+  stop_all
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -33,27 +35,8 @@ for tool in valgrind nginx python3 curl; do
   command -v "$tool" >/dev/null || { echo "$tool not found (bench/setup.sh)" >&2; exit 1; }
 done
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$WORK/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$PORT;
-    location / { return 200 "ok\n"; }
-  }
-}
-NGINX
-nginx -c "$WORK/nginx.conf" -p "$WORK" >/dev/null 2>&1 &
-NGINX_PID=$!
-URL="http://127.0.0.1:$PORT/"
-for _ in $(seq 50); do curl -fs "$URL" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs "$URL" >/dev/null || { echo "nginx did not start" >&2; exit 1; }
+start_nginx_ok endpoint
+URL="http://127.0.0.1:${PORT[endpoint]}/"
 
 ir() { grep -o 'Collected : [0-9]*' "$1" | grep -o '[0-9]*$'; }
 

@@ -1,4 +1,5 @@
-# Shared helpers for bench/loadgen.sh, bench/sweep.sh and bench/crawl.sh (sourced, not run):
+# Shared helpers for bench/loadgen.sh, sweep.sh, crawl.sh, crawl_workers.sh, fetch.sh and
+# fetch_instructions.sh (sourced, not run):
 # start servers on free ports, wait for them, stop them all at exit.
 # Expects WORK (a temp dir) and say() from the caller.
 
@@ -111,6 +112,32 @@ start_nginx() { # NAME: one worker process serving a 15-byte static file at /hea
   printf '{"status":"ok"}' >"$WORK/www/health"
   chmod -R a+rX "$WORK"
   start_nginx_root "$1" "$WORK/www" application/json /health
+}
+
+# start_nginx_ok NAME: one worker process answering `200 ok\n` from memory at
+# every path (no file I/O): bench/fetch.sh's and fetch_instructions.sh's
+# endpoint. Its URL is http://127.0.0.1:${PORT[NAME]}/.
+start_nginx_ok() {
+  local name=$1
+  PORT[$name]=$(free_port)
+  cat >"$WORK/$name-nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $WORK/$name-nginx.pid;
+error_log $WORK/$name-nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:${PORT[$name]};
+    location / { return 200 "ok\n"; }
+  }
+}
+NGINX
+  nginx -c "$WORK/$name-nginx.conf" -p "$WORK" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  track "$name" $!
+  wait_http "$name" /
 }
 
 compiler_running() { pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; }
