@@ -97,3 +97,17 @@ pub async fn new_schema(base: &str, prefix: &str) -> (String, String) {
     let url = with_search_path(base, &schema);
     (schema, url)
 }
+
+/// Child processes (e.g. `surge worker`s) killed and reaped when the test
+/// ends, however it ends.
+#[derive(Debug, Default)]
+pub struct Processes(pub Vec<std::process::Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

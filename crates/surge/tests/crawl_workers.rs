@@ -17,6 +17,7 @@ use surge_crawl::{CrawlConfig, PageRecord};
 use surge_queue::broker::AnyBroker;
 use surge_queue::model::TaskFilter;
 use surge_queue::{Broker, BrokerConfig, Client, Registry, TaskId, TaskState};
+use surge_testkit::Processes;
 use surge_testkit::site::{CrawlRules, Expected, SiteConfig, TestSite};
 
 const DEADLINE: Duration = Duration::from_secs(240);
@@ -94,18 +95,6 @@ impl Target {
     }
 }
 
-/// Worker processes, killed when the test ends however it ends.
-struct Workers(Vec<Child>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for w in &mut self.0 {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
-    }
-}
-
 async fn until<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
@@ -122,10 +111,10 @@ async fn until<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
 
 /// The test site (`pages` plain pages, answering after 15 ms) and two
 /// registered `surge worker` processes on `t`.
-async fn site_and_two_workers(t: &Target, pages: usize) -> (TestSite, AnyBroker, Workers) {
+async fn site_and_two_workers(t: &Target, pages: usize) -> (TestSite, AnyBroker, Processes) {
     let site = TestSite::start(SiteConfig::plain(pages).delay(Duration::from_millis(15))).await;
     let broker = t.broker().await;
-    let workers = Workers(vec![t.worker(), t.worker()]);
+    let workers = Processes(vec![t.worker(), t.worker()]);
     until("both workers to register", async || {
         (broker.workers().await.ok()?.len() == 2).then_some(())
     })

@@ -25,7 +25,7 @@ struct Target {
     broker: AnyBroker,
 }
 
-use surge_testkit::suffix;
+use surge_testkit::{Processes, suffix};
 
 async fn target(backend: &str) -> Option<Target> {
     let namespace = format!("crash-{}", suffix());
@@ -81,18 +81,6 @@ fn worker(t: &Target, concurrency: u32) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn surge worker")
-}
-
-/// Worker processes, killed when the test ends however it ends.
-struct Workers(Vec<Child>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for w in &mut self.0 {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
-    }
 }
 
 fn sigkill(child: &mut Child) {
@@ -205,7 +193,7 @@ async fn workers_killed_over_and_over(backend: &str) {
     for chunk in submitted.chunks(500) {
         client.submit_many(chunk).await.expect("submit");
     }
-    let mut workers = Workers(vec![worker(&t, 16), worker(&t, 16)]);
+    let mut workers = Processes(vec![worker(&t, 16), worker(&t, 16)]);
     for round in 0..10 {
         tokio::time::sleep(Duration::from_millis(400)).await;
         let victim = round % workers.0.len();
@@ -247,7 +235,7 @@ async fn task_that_kills_its_worker_goes_dead() {
         .with_max_retries(1);
     client.submit(task.clone()).await.expect("submit");
     for attempt in 1..=2u32 {
-        let mut w = Workers(vec![worker(&t, 4)]);
+        let mut w = Processes(vec![worker(&t, 4)]);
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             let r = t.broker.get(task.id).await.unwrap().unwrap();
@@ -263,7 +251,7 @@ async fn task_that_kills_its_worker_goes_dead() {
         sigkill(&mut w.0[0]);
     }
     // A survivor's rescue pass finds the second lease expired: no attempt left.
-    let mut w = Workers(vec![worker(&t, 4)]);
+    let mut w = Processes(vec![worker(&t, 4)]);
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let dead = loop {
         let r = t.broker.get(task.id).await.unwrap().unwrap();
@@ -361,7 +349,7 @@ async fn redis_restart_mid_run_loses_nothing() {
     for chunk in submitted.chunks(500) {
         client.submit_many(chunk).await.expect("submit");
     }
-    let mut workers = Workers(vec![worker(&t, 16), worker(&t, 16)]);
+    let mut workers = Processes(vec![worker(&t, 16), worker(&t, 16)]);
     tokio::time::sleep(Duration::from_millis(700)).await;
     let _ = redis.child.kill();
     let _ = redis.child.wait();
@@ -491,7 +479,7 @@ async fn postgres_restart_mid_run_loses_nothing() {
     for chunk in submitted.chunks(500) {
         client.submit_many(chunk).await.expect("submit");
     }
-    let mut workers = Workers(vec![worker(&t, 16), worker(&t, 16)]);
+    let mut workers = Processes(vec![worker(&t, 16), worker(&t, 16)]);
     tokio::time::sleep(Duration::from_millis(700)).await;
     pg.crash();
     tokio::time::sleep(Duration::from_millis(500)).await;
